@@ -1,0 +1,90 @@
+/*
+ * hy_vm.h -- embedding one Hydra VM.
+ *
+ * A hy_vm is one Smalltalk (SOM dialect) virtual machine with its own heap, classes and
+ * globals. VMs share nothing, so a process may run many of them on different threads. A VM
+ * itself is used by one thread at a time: the thread that calls into it.
+ *
+ * All functions return a hy_err (HY_OK = 0) and deliver results through out-parameters, which
+ * are left untouched on failure. hy_strerror names an error; hy_vm_last_error gives the
+ * detailed message of the last failure of a VM (file:line:column of a syntax error, the text
+ * of an unhandled Smalltalk error...).
+ */
+#ifndef HYDRA_HY_VM_H
+#define HYDRA_HY_VM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct hy_vm hy_vm;
+
+typedef enum hy_err {
+    HY_OK = 0,
+    HY_ENOMEM,     /* out of memory, or the VM's heap limit was reached */
+    HY_EINVAL,     /* an argument is invalid (NULL, malformed) */
+    HY_ENOENT,     /* a class or file was not found */
+    HY_ESYNTAX,    /* a class file does not compile */
+    HY_ERUNTIME,   /* the program ended with an unhandled error */
+} hy_err;
+
+/* A static, human-readable name for err. */
+const char *hy_strerror(hy_err err);
+
+/* Where a VM's output goes: stream is 1 (standard output) or 2 (standard error). Called on
+ * the thread running the VM. The default writes to the process's stdout/stderr. */
+typedef void (*hy_write_fn)(void *ctx, int stream, const char *bytes, size_t len);
+
+typedef struct hy_config {
+    const char *classpath;   /* folders separated by ':', searched for NAME.som; copied */
+    size_t heap_limit;       /* bytes of heap (old + new space) the VM may use; 0 = no limit */
+    size_t eden_size;        /* bytes of the allocation area; 0 = default */
+    size_t stack_slots;      /* value-stack slots per process (bounds recursion depth) */
+    bool gc_stress;          /* collect at every allocation (slow; for testing) */
+    hy_write_fn write;       /* output sink; NULL = stdout/stderr */
+    void *write_ctx;
+} hy_config;
+
+/* Fill cfg with the defaults: no class path, no heap limit, default eden and stack, no stress,
+ * output to stdout/stderr. gc_stress defaults to true in HYDRA_GC_STRESS builds. */
+void hy_config_init(hy_config *cfg);
+
+/* Create a VM from cfg (copied; cfg may be freed afterwards). The core classes are loaded
+ * from the class path. Errors: HY_EINVAL (cfg NULL), HY_ENOMEM, HY_ENOENT (a core class file
+ * is missing), HY_ESYNTAX (a core class does not compile; hy_vm_last_error is not available
+ * since no VM is returned, so the message is written to the VM's error stream). */
+hy_err hy_vm_new(const hy_config *cfg, hy_vm **out);
+
+/* Free a VM and everything it allocated. Safe on NULL. */
+void hy_vm_free(hy_vm *vm);
+
+/* Run a program the way SOM implementations do: load class_name from the class path, and
+ * send it `initialize:` semantics of System: an instance gets #run: with the arguments array
+ * (class name first, then argv) if it understands it, else #run.
+ * *exit_status receives 0, the value given to `System exit:`, or 1 after an unhandled error.
+ * Returns HY_OK when the program ran (whatever its exit status), HY_ENOENT when the class
+ * cannot be found, HY_ESYNTAX when it does not compile. */
+hy_err hy_vm_run_main(hy_vm *vm, const char *class_name, int argc, const char *const *argv,
+                      int *exit_status);
+
+/* The message of the last failure in vm, or "" (owned by vm, valid until the next call). */
+const char *hy_vm_last_error(const hy_vm *vm);
+
+typedef struct hy_gc_stats {
+    uint64_t scavenges, full_gcs;
+    uint64_t bytes_allocated, bytes_promoted;
+    uint64_t total_pause_ns, max_pause_ns;
+    uint64_t heap_in_use;    /* bytes in old + new space now */
+} hy_gc_stats;
+
+/* Copy the VM's GC statistics into *out. */
+hy_err hy_vm_gc_stats(const hy_vm *vm, hy_gc_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
