@@ -99,10 +99,18 @@ struct hy_vm {
     volatile int attention;   /* set to ask the interpreter to poll (other threads may write) */
     int exit_code;            /* value given to System exit:, or 1 after an unhandled error */
     bool exiting;             /* System exit: was called: unwind everything and stop */
+    bool overflow_active;     /* a stack overflow error is being handled (reserve in use) */
+    hyi_oop trampolines[8];   /* per argument count: a method `SEND 0; RETURN_TOP` for C calls */
+    /* A pending unwind reported by HYI_RUN_UNWIND: */
+    uint32_t unwind_target;   /* frame index */
+    int unwind_kind;
+    hyi_oop unwind_value;
+    char prim_message[512];   /* why the last primitive failed */
 
     /* Loading. */
     char **classpath;         /* NULL-terminated list of folders */
     char *error_buf;          /* last error message (hy_vm_last_error) */
+    bool load_failed;         /* the last class load found a file that did not compile */
 
     uint64_t start_ns;        /* for System ticks */
 };
@@ -162,6 +170,20 @@ bool hyi_class_add_method(hy_vm *vm, hyi_oop cls, hyi_oop method);
 
 /* Find a class by name: the global, or load NAME.som from the class path. 0 if neither. */
 hyi_oop hyi_vm_load_class(hy_vm *vm, hyi_oop name);
+
+/* A new Array of n nils (young unless huge). 0 when out of memory. */
+hyi_oop hyi_array_new(hy_vm *vm, uint32_t n);
+/* Instantiate cls according to its instance spec (fields set to nil, or n indexed slots/bytes
+ * for indexable formats). 0 when out of memory. */
+hyi_oop hyi_instantiate(hy_vm *vm, hyi_oop cls, uint32_t n);
+
+/* Write bytes to the VM's standard output (stream 1) or error (stream 2) through its sink. */
+void hyi_vm_write(hy_vm *vm, int stream, const char *bytes, size_t len);
+void hyi_vm_printf(hy_vm *vm, int stream, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Print the Smalltalk backtrace of the running process, innermost first, one line a frame:
+ * "  Class>>selector (file:line)" (interp.c). */
+void hyi_interp_print_backtrace(hy_vm *vm, int stream);
 
 /* Record an error message for hy_vm_last_error (printf-style). */
 void hyi_vm_set_error(hy_vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

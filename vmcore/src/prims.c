@@ -1,0 +1,41 @@
+/*
+ * prims.c -- binding primitive methods to the C functions of the primitive tables.
+ *
+ * A primitive number is (table << 10) | (index + 1) into the constant tables of prims.h, so it
+ * identifies a function without any per-VM or global mutable registry.
+ */
+#include "prims.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static const hyi_prim_def *const tables[] = {
+    hyi_prims_control, hyi_prims_object, hyi_prims_number, hyi_prims_string,
+};
+#define NUM_TABLES (sizeof tables / sizeof tables[0])
+
+static bool name_eq(const char *c, const char *s, size_t len) {
+    return strncmp(c, s, len) == 0 && c[len] == 0;
+}
+
+uint16_t hyi_prim_find(const char *cls, size_t cls_len, const char *selector, size_t sel_len) {
+    for (size_t t = 0; t < NUM_TABLES; t++)
+        for (size_t i = 0; tables[t][i].cls && i < 1022; i++)
+            if (name_eq(tables[t][i].cls, cls, cls_len) && name_eq(tables[t][i].selector, selector, sel_len))
+                return (uint16_t)((t << 10) | (i + 1));
+    return 0;
+}
+
+const hyi_prim_def *hyi_prim_def_of(uint16_t prim) {
+    size_t t = prim >> 10, i = (prim & 1023u) - 1;
+    if (prim == 0 || t >= NUM_TABLES) return NULL;
+    return &tables[t][i];
+}
+
+hyi_prim_status hyi_prim_fail(hy_vm *vm, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(vm->prim_message, sizeof vm->prim_message, fmt, ap);
+    va_end(ap);
+    return HYI_PRIM_FAIL;
+}
