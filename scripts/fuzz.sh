@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# fuzz.sh -- fuzz the SOM lexer, parser and compiler with libFuzzer.
+#
+#   scripts/fuzz.sh [SECONDS]   (default 600)
+#
+# Builds build-fuzz with clang (-DHYDRA_FUZZ=ON: coverage, ASan, UBSan), seeds a corpus with the
+# class files of images/core and tests/st, runs tests/fuzz/fuzz_compiler for SECONDS, and prints
+# the number of executions. The corpus grows in build-fuzz/corpus across runs; inputs that crash
+# are saved in build-fuzz/artifacts/. Exits non-zero if the fuzzer found a problem.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+seconds=${1:-600}
+case $seconds in
+''|*[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS]" >&2; exit 2 ;;
+esac
+
+dir=build-fuzz
+cc_arg=()
+[ -f "$dir/CMakeCache.txt" ] || cc_arg=(-DCMAKE_C_COMPILER=clang)
+cmake -S . -B "$dir" "${cc_arg[@]}" -DCMAKE_BUILD_TYPE=Release -DHYDRA_FUZZ=ON >/dev/null
+cmake --build "$dir" -j"$(nproc 2>/dev/null || echo 2)" --target fuzz_compiler
+
+# Seeds are copied at run time so the repository holds each class file once.
+seeds=$dir/seeds
+rm -rf "$seeds"
+mkdir -p "$seeds" "$dir/corpus" "$dir/artifacts"
+n=0
+while IFS= read -r -d '' f; do
+    cp "$f" "$seeds/$(printf '%04d' $n)-$(basename "$f")"
+    n=$((n + 1))
+done < <(find images/core tests/st -name '*.som' -print0 2>/dev/null)
+echo "fuzz: $n seed files; running for $seconds s"
+
+log=$dir/fuzz.log
+set +e
+HYDRA_CORE="$root/images/core" "$dir/tests/fuzz/fuzz_compiler" \
+    -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
+    -dict=tests/fuzz/som.dict -artifact_prefix="$dir/artifacts/" \
+    "$dir/corpus" "$seeds" >"$log" 2>&1
+rc=$?
+set -e
+
+tail -n 25 "$log"
+execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+echo
+echo "fuzz: ${execs:-unknown} executions in $seconds s, exit status $rc (full log: $log)"
+if [ "$rc" -ne 0 ]; then
+    echo "fuzz: FAILED; reproduce with: HYDRA_CORE=images/core HYDRA_FUZZ_RECREATE=1 $dir/tests/fuzz/fuzz_compiler $dir/artifacts/<file>" >&2
+fi
+exit $rc
