@@ -49,6 +49,7 @@ struct hyi_old_space {
     segment *segments;
     segment *current;             /* segment that bump-allocates */
     hyi_oop free_small[HEAP_NUM_CLASSES]; /* exact sizes, by bytes / 8 */
+    uint64_t small_bits;          /* bit (bytes / 8 - 1) set when that list is not empty */
     hyi_oop free_big;             /* chunks above HEAP_SMALL_MAX, first fit */
     size_t in_use;                /* bytes of old objects (free chunks not counted) */
     size_t full_trigger;          /* in_use that makes the next safe point run a full GC */
@@ -161,6 +162,7 @@ static void free_push(struct hyi_old_space *os, uint8_t *p, size_t bytes) {
     if (bytes <= HEAP_SMALL_MAX) {
         hyi_o(c)->cls = os->free_small[bytes / 8];
         os->free_small[bytes / 8] = c;
+        os->small_bits |= (uint64_t)1 << (bytes / 8 - 1);
     } else {
         hyi_o(c)->cls = os->free_big;
         os->free_big = c;
@@ -180,19 +182,21 @@ static bool splittable(size_t have, size_t want) {
     return have == want || have >= want + HEAP_MIN_CHUNK;
 }
 
+static hyi_oop small_pop(struct hyi_old_space *os, size_t cls) {
+    hyi_oop c = os->free_small[cls];
+    os->free_small[cls] = hyi_o(c)->cls;
+    if (!os->free_small[cls]) os->small_bits &= ~((uint64_t)1 << (cls - 1));
+    return c;
+}
+
 static uint8_t *alloc_from_lists(struct hyi_old_space *os, size_t bytes) {
     if (bytes <= HEAP_SMALL_MAX) {
-        hyi_oop c = os->free_small[bytes / 8];
-        if (c) {
-            os->free_small[bytes / 8] = hyi_o(c)->cls;
-            return (uint8_t *)c;
-        }
-        for (size_t b = bytes + HEAP_MIN_CHUNK; b <= HEAP_SMALL_MAX; b += 8) {
-            c = os->free_small[b / 8];
-            if (c) {
-                os->free_small[b / 8] = hyi_o(c)->cls;
-                return take_chunk(os, c, bytes);
-            }
+        if (os->free_small[bytes / 8]) return (uint8_t *)small_pop(os, bytes / 8);
+        /* The smallest bigger chunk that leaves a remainder of at least one header. */
+        size_t first = (bytes + HEAP_MIN_CHUNK) / 8;
+        if (first <= HEAP_SMALL_MAX / 8) {
+            uint64_t bits = os->small_bits & ~(((uint64_t)1 << (first - 1)) - 1);
+            if (bits) return take_chunk(os, small_pop(os, (size_t)__builtin_ctzll(bits) + 1), bytes);
         }
     }
     for (hyi_oop *link = &os->free_big; *link; link = &hyi_o(*link)->cls) {
@@ -268,7 +272,7 @@ static hyi_oop alloc_old_checked(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_
     if (!os->in_gc) {
         if (h->stress && h->stress_full_every && ++h->stress_count % h->stress_full_every == 0)
             collect_for_allocation(vm, true);
-        else if (h->over_limit || !fits_limit(h, bytes) || os->full_pending || os->in_use + bytes > os->full_trigger)
+        else if (h->over_limit || !fits_limit(h, bytes) || os->full_pending || os->in_use > os->full_trigger)
             collect_for_allocation(vm, true);
         if (!fits_limit(h, bytes)) return 0;
     }
@@ -301,16 +305,16 @@ hyi_oop hyi_heap_alloc(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size) {
         return init_object(vm, p, bytes, cls, fmt, size, false);
     }
     /* Slow path: collect until the object fits, or give up at the limit. */
-    if (h->stress) {
-        bool full = h->stress_full_every && ++h->stress_count % h->stress_full_every == 0;
-        collect_for_allocation(vm, full);
-    } else if (h->over_limit) {
+    uint64_t fulls = h->stats.full_gcs;
+    bool full = h->over_limit;
+    if (h->stress && h->stress_full_every && ++h->stress_count % h->stress_full_every == 0) full = true;
+    collect_for_allocation(vm, full);
+    bool room = (size_t)(h->eden_hi - h->eden_top) >= bytes;
+    if (!room && h->stats.full_gcs == fulls) {
         collect_for_allocation(vm, true);
-    } else {
-        collect_for_allocation(vm, false);
-        if ((size_t)(h->eden_hi - h->eden_top) < bytes) collect_for_allocation(vm, true);
+        room = (size_t)(h->eden_hi - h->eden_top) >= bytes;
     }
-    if ((size_t)(h->eden_hi - h->eden_top) < bytes || !fits_limit(h, bytes)) return 0;
+    if (!room) return 0;
     uint8_t *p = h->eden_top;
     h->eden_top += bytes;
     h->stats.young_bytes += bytes;
@@ -335,19 +339,385 @@ void hyi_heap_remember(hy_vm *vm, hyi_oop obj) {
     h->remembered[h->remembered_len++] = obj;
 }
 
-/* ---- Collections (placeholder until the collectors land) ------------------------------------ */
+/* ---- Reference scanning ------------------------------------------------------------------
+ * The one place that knows which words of an object are oops. fn sees every oop slot,
+ * including the class; slots may hold 0 during bootstrap. With weak_ics, inline caches lose
+ * their class and target instead of having them traced (they are weak, see object.h).
+ */
+typedef void (*slot_fn)(void *ctx, hyi_oop *slot);
 
-static void collect_for_allocation(hy_vm *vm, bool full) {
-    (void)vm;
-    (void)full;
+static inline void each_slot(hyi_oop o, slot_fn fn, void *ctx, bool weak_ics) {
+    hyi_obj *hd = hyi_o(o);
+    if (hd->cls) fn(ctx, &hd->cls);
+    hyi_format f = (hyi_format)hd->format;
+    if (hyi_fmt_has_slots(f)) {
+        hyi_oop *s = hyi_slots(o);
+        for (uint32_t i = 0, n = hd->size; i < n; i++) fn(ctx, &s[i]);
+    } else if (f == HYI_FMT_METHOD) {
+        size_t bytes = sizeof(hyi_obj) + hyi_payload_bytes(f, hd->size);
+        if (bytes < sizeof(hyi_obj) + HYI_METHOD_OOPS * sizeof(hyi_oop)) return;
+        hyi_oop *s = hyi_slots(o);
+        for (uint32_t i = 0; i < HYI_METHOD_OOPS; i++) fn(ctx, &s[i]);
+        if (bytes < sizeof(hyi_method)) return;
+        hyi_method *m = hyi_m(o);
+        /* A method still being built may have no valid cache table yet. */
+        if (!m->num_ics || m->ic_offset < sizeof(hyi_method) ||
+            m->ic_offset + (size_t)m->num_ics * sizeof(hyi_ic) > bytes)
+            return;
+        hyi_ic *ics = hyi_method_ics(m);
+        for (uint32_t i = 0; i < m->num_ics; i++) {
+            fn(ctx, &ics[i].selector);
+            if (weak_ics) {
+                ics[i].cls = 0;
+                ics[i].target = 0;
+            } else {
+                if (ics[i].cls) fn(ctx, &ics[i].cls);
+                if (ics[i].target) fn(ctx, &ics[i].target);
+            }
+        }
+    }
 }
 
-void hyi_gc_scavenge(hy_vm *vm) { (void)vm; }
-void hyi_gc_full(hy_vm *vm) { (void)vm; }
+static bool is_ref(hyi_oop o) { return o != 0 && hyi_is_ptr(o); }
+
+static void heap_fatal(const char *why) {
+    fprintf(stderr, "hydra: heap: %s\n", why);
+    abort();
+}
+
+static void poison(uint8_t *lo, uint8_t *hi) {
+#ifdef HYDRA_CHECKED
+    /* Stale young pointers now read as wild addresses (low bit clear, non-canonical). */
+    memset(lo, 0xd8, (size_t)(hi - lo));
+#else
+    (void)lo;
+    (void)hi;
+#endif
+}
+
+/* ---- Scavenge ---------------------------------------------------------------------------- */
+
+typedef struct scavenger {
+    hy_vm *vm;
+    hyi_heap *h;
+    uint8_t *to_top;      /* bump pointer in the "to" survivor space */
+    size_t npromoted;     /* tenured objects queued for scanning */
+    bool tenure_all;      /* full GC or pin: empty new space completely */
+    bool saw_young;       /* the object being scanned still refers to new space */
+} scavenger;
+
+static bool in_from_space(const scavenger *sc, hyi_oop o) {
+    const hyi_heap *h = sc->h;
+    return hyi_heap_is_young(h, o) &&
+           (uintptr_t)((uint8_t *)o - h->surv_to_lo) >= (uintptr_t)(h->surv_to_hi - h->surv_to_lo);
+}
+
+/* Copy o (in eden or from-space) to the survivor space or to old space, once. */
+static hyi_oop forward(scavenger *sc, hyi_oop o) {
+    hyi_obj *hd = hyi_o(o);
+    if (hd->forwarded) return hd->cls;
+    hyi_heap *h = sc->h;
+    struct hyi_old_space *os = h->old;
+    size_t n = hyi_obj_bytes(o);
+    bool to_survivor = !sc->tenure_all && hd->age < HEAP_TENURE_AGE &&
+                       (size_t)(h->surv_to_hi - sc->to_top) >= n;
+    uint8_t *dst = NULL;
+    if (!to_survivor) {
+        dst = old_raw_alloc(os, n);
+        /* The OS refused memory: keep the object young if there is any room. */
+        if (!dst && (size_t)(h->surv_to_hi - sc->to_top) >= n) to_survivor = true;
+        else if (!dst) heap_fatal("out of memory while collecting");
+    }
+    if (to_survivor) {
+        dst = sc->to_top;
+        sc->to_top += n;
+    }
+    memcpy(dst, hd, n);
+    hyi_obj *nh = (hyi_obj *)dst;
+    if (to_survivor) {
+        if (nh->age < 3) nh->age++;
+    } else {
+        nh->old = 1;
+        nh->age = 0;
+        nh->remembered = 0;
+        os->in_use += n;
+        h->stats.bytes_promoted += n;
+        os->promoted[sc->npromoted++] = (hyi_oop)dst;
+    }
+    hd->forwarded = 1;
+    hd->cls = (hyi_oop)dst;
+    return (hyi_oop)dst;
+}
+
+static void scavenge_slot(void *ctx, hyi_oop *slot) {
+    scavenger *sc = ctx;
+    hyi_oop o = *slot;
+    if (!hyi_heap_is_young(sc->h, o)) return;
+    if (in_from_space(sc, o)) *slot = o = forward(sc, o);
+    sc->saw_young = true;
+}
+
+static void scavenge_root(hy_vm *vm, hyi_oop *slot, void *arg) {
+    (void)vm;
+    scavenger *sc = arg;
+    if (in_from_space(sc, *slot)) *slot = forward(sc, *slot);
+}
+
+/* Scan an old object that may refer to new space; keep it remembered while it does. */
+static void scavenge_old_object(scavenger *sc, hyi_oop o) {
+    sc->saw_young = false;
+    each_slot(o, scavenge_slot, sc, false);
+    if (sc->saw_young && !hyi_o(o)->remembered) hyi_heap_remember(sc->vm, o);
+}
+
+static void rescan_old_object(hy_vm *vm, hyi_oop o, void *arg) {
+    (void)vm;
+    scavenge_old_object(arg, o);
+}
+
+/* The whole scavenge; extra (may be NULL) is one more root slot. */
+static void scavenge(hy_vm *vm, bool tenure_all, hyi_oop *extra) {
+    hyi_heap *h = &vm->heap;
+    struct hyi_old_space *os = h->old;
+    scavenger sc = { .vm = vm, .h = h, .to_top = h->surv_to_lo, .tenure_all = tenure_all };
+    bool was_in_gc = os->in_gc;
+    os->in_gc = true;
+
+    hyi_vm_visit_roots(vm, scavenge_root, &sc);
+    if (extra) scavenge_root(vm, extra, &sc);
+
+    /* The remembered set: scan each entry, keep those that still refer to new space. */
+    size_t n = h->remembered_len, kept = 0;
+    h->remembered_len = 0;
+    for (size_t i = 0; i < n; i++) {
+        hyi_oop o = h->remembered[i];
+        sc.saw_young = false;
+        each_slot(o, scavenge_slot, &sc, false);
+        if (sc.saw_young) h->remembered[kept++] = o;
+        else hyi_o(o)->remembered = 0;
+    }
+    h->remembered_len = kept;
+    if (os->rs_overflow) {
+        /* Some old objects were not recorded: scan them all. */
+        os->rs_overflow = false;
+        hyi_heap_each_old(vm, rescan_old_object, &sc);
+    }
+
+    /* Cheney scan of the survivor copies, interleaved with the tenured objects. */
+    uint8_t *scan = h->surv_to_lo;
+    size_t pscan = 0;
+    while (scan < sc.to_top || pscan < sc.npromoted) {
+        while (scan < sc.to_top) {
+            hyi_oop o = (hyi_oop)scan;
+            each_slot(o, scavenge_slot, &sc, false);
+            scan += hyi_obj_bytes(o);
+        }
+        while (pscan < sc.npromoted) scavenge_old_object(&sc, os->promoted[pscan++]);
+    }
+
+    /* Swap the survivor spaces; eden and the old "from" space are empty now. */
+    poison(h->eden_lo, h->eden_top);
+    poison(h->surv_from_lo, h->surv_from_top);
+    uint8_t *lo = h->surv_from_lo, *hi = h->surv_from_hi;
+    h->surv_from_lo = h->surv_to_lo;
+    h->surv_from_hi = h->surv_to_hi;
+    h->surv_from_top = sc.to_top;
+    h->surv_to_lo = lo;
+    h->surv_to_hi = hi;
+    h->eden_top = h->eden_lo;
+
+    if (os->in_use > os->full_trigger) os->full_pending = true;
+    h->over_limit = h->limit && total_in_use(h) > h->limit;
+    set_eden_limit(h);
+    os->in_gc = was_in_gc;
+}
+
+static void note_pause(hyi_heap *h, uint64_t t0, uint64_t *total) {
+    uint64_t dt = hyi_now_ns() - t0;
+    *total += dt;
+    if (dt > h->stats.max_pause_ns) h->stats.max_pause_ns = dt;
+}
+
+void hyi_gc_scavenge(hy_vm *vm) {
+    hyi_heap *h = &vm->heap;
+    if (h->old->in_gc) return;
+    uint64_t t0 = hyi_now_ns();
+    scavenge(vm, false, NULL);
+    h->stats.scavenges++;
+    note_pause(h, t0, &h->stats.scavenge_ns);
+}
+
+/* ---- Full GC: mark ------------------------------------------------------------------------ */
+
+static void mark_push(struct hyi_old_space *os, hyi_oop o) {
+    if (os->mark_len == os->mark_cap) {
+        size_t ncap = os->mark_cap ? os->mark_cap * 2 : 4096;
+        hyi_oop *n = realloc(os->mark, ncap * sizeof *n);
+        if (!n) {
+            /* o stays marked but unscanned; the overflow pass finds it. */
+            os->mark_overflow = true;
+            return;
+        }
+        os->mark = n;
+        os->mark_cap = ncap;
+    }
+    os->mark[os->mark_len++] = o;
+}
+
+static void mark_slot(void *ctx, hyi_oop *slot) {
+    hyi_oop o = *slot;
+    if (!is_ref(o) || hyi_o(o)->marked) return;
+    hyi_o(o)->marked = 1;
+    mark_push(ctx, o);
+}
+
+static void mark_root(hy_vm *vm, hyi_oop *slot, void *arg) {
+    (void)vm;
+    mark_slot(arg, slot);
+}
+
+static void mark_drain(struct hyi_old_space *os) {
+    while (os->mark_len) each_slot(os->mark[--os->mark_len], mark_slot, os, true);
+}
+
+static void rescan_marked(hy_vm *vm, hyi_oop o, void *arg) {
+    (void)vm;
+    struct hyi_old_space *os = arg;
+    if (!hyi_o(o)->marked) return;
+    each_slot(o, mark_slot, os, true);
+    mark_drain(os);
+}
+
+/* Objects the scavenge had to leave young (only when the OS refused memory). */
+static void each_survivor(hyi_heap *h, void (*fn)(hy_vm *, hyi_oop, void *), hy_vm *vm, void *arg) {
+    for (uint8_t *p = h->surv_from_lo; p < h->surv_from_top; p += hyi_obj_bytes((hyi_oop)p))
+        fn(vm, (hyi_oop)p, arg);
+}
+
+static void unmark(hy_vm *vm, hyi_oop o, void *arg) {
+    (void)vm;
+    (void)arg;
+    hyi_o(o)->marked = 0;
+}
+
+/* ---- Full GC: sweep ------------------------------------------------------------------------ */
+
+/* Free every unmarked old object, coalescing neighbours into free chunks, and unmark the rest.
+ * Returns the bytes freed. Segments left empty go back to the OS. */
+static size_t sweep(struct hyi_old_space *os) {
+    size_t freed = 0;
+    memset(os->free_small, 0, sizeof os->free_small);
+    os->small_bits = 0;
+    os->free_big = 0;
+    for (segment **link = &os->segments; *link;) {
+        segment *s = *link;
+        if (s->large) {
+            hyi_oop o = (hyi_oop)s->base;
+            if (hyi_o(o)->marked) {
+                hyi_o(o)->marked = 0;
+                link = &s->next;
+            } else {
+                size_t n = hyi_obj_bytes(o);
+                freed += n;
+                os->in_use -= n;
+                *link = s->next;
+                segment_free(s);
+            }
+            continue;
+        }
+        uint8_t *run = NULL;
+        for (uint8_t *p = s->base; p < s->top;) {
+            hyi_oop o = (hyi_oop)p;
+            size_t n = hyi_obj_bytes(o);
+            if (hyi_fmt(o) == HYI_FMT_FREE || !hyi_o(o)->marked) {
+                if (hyi_fmt(o) != HYI_FMT_FREE) {
+                    freed += n;
+                    os->in_use -= n;
+                }
+                if (!run) run = p;
+            } else {
+                hyi_o(o)->marked = 0;
+                if (run) free_push(os, run, (size_t)(p - run));
+                run = NULL;
+            }
+            p += n;
+        }
+        if (run == s->base && s != os->current) {
+            *link = s->next;
+            segment_free(s);
+            continue;
+        }
+        if (run && s == os->current) s->top = run; /* give the tail back to bump allocation */
+        else if (run) free_push(os, run, (size_t)(s->top - run));
+        link = &s->next;
+    }
+    return freed;
+}
+
+static void full_gc(hy_vm *vm) {
+    hyi_heap *h = &vm->heap;
+    struct hyi_old_space *os = h->old;
+    os->in_gc = true;
+    /* 1. Empty new space, so that only old space needs marking and sweeping. */
+    scavenge(vm, true, NULL);
+    for (size_t i = 0; i < h->remembered_len; i++) hyi_o(h->remembered[i])->remembered = 0;
+    h->remembered_len = 0;
+
+    /* 2. Mark from the roots with an explicit stack. */
+    os->mark_overflow = false;
+    hyi_vm_visit_roots(vm, mark_root, os);
+    mark_drain(os);
+    while (os->mark_overflow) {
+        os->mark_overflow = false;
+        hyi_heap_each_old(vm, rescan_marked, os);
+        each_survivor(h, rescan_marked, vm, os);
+    }
+
+    /* 3. Sweep. Survivors the scavenge could not tenure remember nothing; re-scan them next time. */
+    h->stats.bytes_freed_old += sweep(os);
+    each_survivor(h, unmark, vm, NULL);
+    if (h->surv_from_top > h->surv_from_lo) os->rs_overflow = true;
+    hyi_flush_method_cache(vm);
+
+    size_t trigger = os->in_use * 2;
+    os->full_trigger = trigger > HEAP_MIN_FULL_TRIGGER ? trigger : HEAP_MIN_FULL_TRIGGER;
+    os->full_pending = false;
+    h->over_limit = h->limit && total_in_use(h) > h->limit;
+    set_eden_limit(h);
+    os->in_gc = false;
+}
+
+void hyi_gc_full(hy_vm *vm) {
+    hyi_heap *h = &vm->heap;
+    if (h->old->in_gc) return;
+    uint64_t t0 = hyi_now_ns();
+    full_gc(vm);
+    h->stats.full_gcs++;
+    note_pause(h, t0, &h->stats.full_gc_ns);
+}
+
+static void collect_for_allocation(hy_vm *vm, bool full) {
+    if (!full) {
+        hyi_gc_scavenge(vm);
+        full = vm->heap.old->full_pending;
+    }
+    if (full) hyi_gc_full(vm);
+}
+
+/* ---- Pinning ------------------------------------------------------------------------------- */
 
 bool hyi_heap_pin(hy_vm *vm, hyi_oop *ref) {
-    (void)vm;
-    if (!hyi_is_ptr(*ref) || !*ref || !hyi_o(*ref)->old) return false;
+    hyi_heap *h = &vm->heap;
+    if (!ref || !is_ref(*ref)) return false;
+    if (!hyi_o(*ref)->old) {
+        /* Tenuring everything never adds to the bytes in use, so the limit cannot stop it. */
+        if (h->old->in_gc) return false;
+        uint64_t t0 = hyi_now_ns();
+        scavenge(vm, true, ref);
+        h->stats.scavenges++;
+        note_pause(h, t0, &h->stats.scavenge_ns);
+        if (!hyi_o(*ref)->old) return false;
+    }
     hyi_o(*ref)->pinned = 1;
     return true;
 }
