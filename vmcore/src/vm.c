@@ -305,6 +305,22 @@ static hyi_oop class_alloc(hy_vm *vm, uint32_t class_slots) {
     return cls;
 }
 
+/* The names of the slots every class object starts with (object.h, HYI_CLASS_*). */
+static hyi_oop fixed_class_fields(hy_vm *vm) {
+    static const char *const names[HYI_CLASS_FIXED] = { "superClass", "name", "instanceFields",
+                                                         "instanceInvokables", "instSpec" };
+    hyi_oop a = hyi_heap_alloc_old(vm, vm->cls.array, HYI_FMT_INDEXED, HYI_CLASS_FIXED);
+    if (!a) return 0;
+    HYI_ROOT(vm, &a);
+    for (int i = 0; i < HYI_CLASS_FIXED; i++) {
+        hyi_oop sym = hyi_symbol_c(vm, names[i]);
+        if (!sym) { HYI_UNROOT(vm, 1); return 0; }
+        hyi_slots(a)[i] = sym;
+    }
+    HYI_UNROOT(vm, 1);
+    return a;
+}
+
 hyi_oop hyi_class_define(hy_vm *vm, hyi_oop name, hyi_oop superclass, hyi_oop inst_fields,
                          hyi_oop class_fields) {
     if (!superclass) superclass = vm->nil;
@@ -317,9 +333,16 @@ hyi_oop hyi_class_define(hy_vm *vm, hyi_oop name, hyi_oop superclass, hyi_oop in
     hyi_oop result = 0;
     HYI_ROOT(vm, &cls);
 
-    /* The metaclass inherits from the superclass's metaclass; a root class's from Class. */
+    /* The metaclass inherits from the superclass's metaclass; a root class's from Class. The
+     * first HYI_CLASS_FIXED slots of every class are the VM's, whatever Class.som declares. */
     hyi_oop meta_super = superclass == vm->nil ? vm->cls.klass : hyi_o(superclass)->cls;
-    hyi_oop all_class_fields = merge_fields(vm, class_fields_of(vm, meta_super), class_fields);
+    hyi_oop inherited_class_fields = class_fields_of(vm, meta_super);
+    if (!inherited_class_fields || !hyi_is_ptr(inherited_class_fields) || inherited_class_fields == vm->nil ||
+        hyi_size(inherited_class_fields) < HYI_CLASS_FIXED) {
+        inherited_class_fields = fixed_class_fields(vm);
+        if (!inherited_class_fields) goto out;
+    }
+    hyi_oop all_class_fields = merge_fields(vm, inherited_class_fields, class_fields);
     if (!all_class_fields) goto out;
     HYI_ROOT(vm, &all_class_fields);
     uint32_t class_slots = hyi_size(all_class_fields);
@@ -339,7 +362,14 @@ hyi_oop hyi_class_define(hy_vm *vm, hyi_oop name, hyi_oop superclass, hyi_oop in
         hyi_slots(hyi_o(cls)->cls)[HYI_CLASS_METHODS] = vm->nil;
     }
     hyi_oop meta = hyi_o(cls)->cls;
-    hyi_oop all_fields = merge_fields(vm, class_fields_of(vm, superclass), inst_fields);
+    hyi_oop inherited_fields = class_fields_of(vm, superclass);
+    uint32_t declared = inst_fields && hyi_is_ptr(inst_fields) && inst_fields != vm->nil ? hyi_size(inst_fields) : 0;
+    if (cls == vm->cls.klass && (inherited_fields ? hyi_size(inherited_fields) : 0) + declared < HYI_CLASS_FIXED) {
+        /* Class itself: its instances (the classes) start with the VM's fixed slots. */
+        inherited_fields = fixed_class_fields(vm);
+        if (!inherited_fields) { HYI_UNROOT(vm, 1); goto out; }
+    }
+    hyi_oop all_fields = merge_fields(vm, inherited_fields, inst_fields);
     if (!all_fields) { HYI_UNROOT(vm, 1); goto out; }
     meta = hyi_o(cls)->cls;
     hyi_oop mname = metaclass_name(vm, name);
