@@ -412,8 +412,11 @@ static void test_pinned_old_object_keeps_its_address(void **state) {
         for (int j = 0; j < 1000; j++) string(vm, "churn");
         hyi_gc_scavenge(vm);
         hyi_gc_full(vm);
+        /* New old objects must not land on the pinned one. */
+        for (int j = 0; j < 100; j++) memset(hyi_bytes(hyi_heap_alloc_old(vm, 0, HYI_FMT_BYTES, 64)), 'x', 64);
         assert_true(o == at);
         assert_true(hyi_o(o)->pinned);
+        assert_int_equal(hyi_fmt(o), HYI_FMT_BYTES);
         for (int b = 0; b < 64; b++) assert_int_equal(hyi_bytes(o)[b], 'p');
     }
     HYI_UNROOT(vm, 1);

@@ -781,6 +781,7 @@ fail:
 }
 
 void hyi_heap_fini(hy_vm *vm) {
+    if (!vm) return;
     hyi_heap *h = &vm->heap;
     struct hyi_old_space *os = h->old;
     if (h->young_lo) munmap(h->young_lo, (size_t)(h->young_hi - h->young_lo));
