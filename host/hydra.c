@@ -75,9 +75,20 @@ static int cmd_run(int argc, char **argv) {
     snprintf(name, sizeof name, "%s", slash ? slash + 1 : cls);
     size_t n = strlen(name);
     if (n > 4 && !strcmp(name + n - 4, ".som")) name[n - 4] = 0;
+    /* The folder of a class given by path is searched after the class path. */
+    char *cp_buf = NULL;
+    if (slash) {
+        size_t dlen = (size_t)(slash - cls), clen = cfg.classpath ? strlen(cfg.classpath) : 0;
+        cp_buf = malloc(clen + dlen + 3);
+        if (!cp_buf) { fputs("hydra: out of memory\n", stderr); return 1; }
+        snprintf(cp_buf, clen + dlen + 3, "%s%s%.*s", clen ? cfg.classpath : "", clen ? ":" : "",
+                 (int)(dlen ? dlen : 1), dlen ? cls : "/");
+        cfg.classpath = cp_buf;
+    }
 
     hy_vm *vm;
     hy_err err = hy_vm_new(&cfg, &vm);
+    free(cp_buf);
     if (err != HY_OK) {
         fprintf(stderr, "hydra: cannot create the VM: %s\n", hy_strerror(err));
         return 1;

@@ -40,12 +40,19 @@ static bool skip_space(hyi_lexer *lx) {
         if (c == '\n') { newline(lx); lx->p++; }
         else if (c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v') lx->p++;
         else if (c == '"') {
-            const char *start = lx->p++;
+            const char *start = lx->p++, *start_line = lx->line_start;
+            int line = lx->line;
             while (lx->p < lx->end && *lx->p != '"') {
                 if (*lx->p == '\n') newline(lx);
                 lx->p++;
             }
-            if (lx->p >= lx->end) { lx->p = start; lx->error = "unterminated comment"; return false; }
+            if (lx->p >= lx->end) {
+                lx->p = start;
+                lx->line = line;
+                lx->line_start = start_line;
+                lx->error = "unterminated comment";
+                return false;
+            }
             lx->p++;
         } else break;
     }
