@@ -121,23 +121,20 @@ static size_t object_bytes(hyi_format fmt, uint32_t size) {
     return sizeof(hyi_obj) + payload;
 }
 
-/* Header and payload of a fresh object at p: zeroed, pointer slots nil. */
+/* Header and payload of a fresh object at p: zeroed, pointer slots nil. The header is built in
+ * registers and stored whole (a bit-field update of memory just cleared would stall). */
 static hyi_oop init_object(hy_vm *vm, uint8_t *p, size_t bytes, hyi_oop cls, hyi_format fmt,
                            uint32_t size, bool old) {
-    hyi_obj *o = (hyi_obj *)p;
-    memset(o, 0, bytes);
-    o->cls = cls;
-    o->size = size;
-    o->format = fmt;
-    o->old = old;
-    o->hash = next_hash(&vm->heap);
+    hyi_obj hd = { .cls = cls, .size = size, .format = fmt, .old = old, .hash = next_hash(&vm->heap) };
+    *(hyi_obj *)p = hd;
     hyi_oop oop = (hyi_oop)p;
     if (hyi_fmt_has_slots(fmt)) {
-        hyi_oop *s = hyi_slots(oop);
-        for (uint32_t i = 0; i < size; i++) s[i] = vm->nil;
-    } else if (fmt == HYI_FMT_METHOD && bytes >= sizeof(hyi_obj) + HYI_METHOD_OOPS * sizeof(hyi_oop)) {
-        hyi_oop *s = hyi_slots(oop);
-        for (uint32_t i = 0; i < HYI_METHOD_OOPS; i++) s[i] = vm->nil;
+        hyi_oop *s = hyi_slots(oop), nil = vm->nil;
+        for (uint32_t i = 0; i < size; i++) s[i] = nil;
+    } else {
+        memset(p + sizeof(hyi_obj), 0, bytes - sizeof(hyi_obj));
+        if (fmt == HYI_FMT_METHOD && bytes >= sizeof(hyi_obj) + HYI_METHOD_OOPS * sizeof(hyi_oop))
+            for (uint32_t i = 0; i < HYI_METHOD_OOPS; i++) hyi_slots(oop)[i] = vm->nil;
     }
     vm->heap.stats.bytes_allocated += bytes;
     return oop;
