@@ -67,6 +67,7 @@ static const char *describe(hy_vm *vm, hyi_oop o, describe_buf *b) {
 
 static hyi_prim_status bad_arg(hy_vm *vm, const char *sel, const char *want, hyi_oop arg) {
     describe_buf b;
+    if (hyi_is_smi(arg)) return hyi_prim_fail(vm, "%s needs %s, got %ld", sel, want, (long)hyi_smi_val(arg));
     return hyi_prim_fail(vm, "%s needs %s, got %s", sel, want, describe(vm, arg, &b));
 }
 
@@ -109,7 +110,7 @@ static uint32_t field_index(hy_vm *vm, hyi_oop o, hyi_oop index, const char *sel
     if (!hyi_is_smi(index)) { *st = bad_arg(vm, sel, "an Integer index", index); return 0; }
     intptr_t i = hyi_smi_val(index);
     if (i < 1 || (uintptr_t)i > n) {
-        *st = hyi_prim_fail(vm, "%s: field index %ld out of bounds 1..%u", sel, (long)i, n);
+        *st = hyi_prim_fail(vm, "%s field index %ld out of bounds 1..%u", sel, (long)i, n);
         return 0;
     }
     return (uint32_t)i;
@@ -327,7 +328,7 @@ static bool array_index(hy_vm *vm, hyi_oop a, hyi_oop index, const char *sel, ui
         return false;
     }
     if (!hyi_is_smi(index)) {
-        *st = hyi_is_ptr(index) && hyi_o(index)->cls == vm->cls.integer ? hyi_prim_fail(vm, "%s: index out of bounds 1..%u", sel, hyi_size(a))
+        *st = hyi_is_ptr(index) && hyi_o(index)->cls == vm->cls.integer ? hyi_prim_fail(vm, "%s index out of bounds 1..%u", sel, hyi_size(a))
                                 : bad_arg(vm, sel, "an Integer index", index);
         return false;
     }
