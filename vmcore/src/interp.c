@@ -14,6 +14,7 @@
  *    of ensure:/ifCurtailed: frames it passes, innermost first, each exactly once.
  */
 #include "interp.h"
+#include "bigint.h"
 
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -294,6 +295,29 @@ static int64_t find_handler(hy_vm *vm, hyi_oop exc, int64_t from) {
             return i;
     }
     return -1;
+}
+
+/* Compare two numbers (SmallInteger, large integer, Double): -1, 0, 1; 2 when either is not a
+ * number. For inlined to:do: loops outside the SmallInteger fast path. */
+static int number_compare(hy_vm *vm, hyi_oop a, hyi_oop b) {
+    bool ai = hyi_is_int(a), bi = hyi_is_int(b);
+    if (ai && bi) return hyi_bigint_cmp(a, b);
+    bool ad = hyi_is_ptr(a) && hyi_o(a)->cls == vm->cls.double_, bd = hyi_is_ptr(b) && hyi_o(b)->cls == vm->cls.double_;
+    /* A NaN bound ends the loop: it compares as greater. */
+    if (ad && bd) { double x = hyi_double_val(a), y = hyi_double_val(b); return x < y ? -1 : x == y ? 0 : 1; }
+    if (ai && bd) { int r = hyi_bigint_cmp_double(a, hyi_double_val(b)); return r == 2 ? 1 : r; }
+    if (ad && bi) { int r = hyi_bigint_cmp_double(b, hyi_double_val(a)); return r == 2 ? 1 : -r; }
+    return 2;
+}
+
+/* n + 1 for a loop counter: 0 when memory is short, 1 (not an oop) when n is not a number. */
+static hyi_oop number_increment(hy_vm *vm, hyi_oop n) {
+    if (hyi_is_int(n)) {
+        hyi_oop r;
+        return hyi_bigint_add(vm, n, hyi_smi(1), &r) == HYI_BIG_OK ? r : 0;
+    }
+    if (hyi_is_ptr(n) && hyi_o(n)->cls == vm->cls.double_) return hyi_double_new(vm, hyi_double_val(n) + 1);
+    return 1;
 }
 
 static hyi_run interpret(hy_vm *vm, hyi_oop *result) {
@@ -594,14 +618,9 @@ op_FOR_ENTER: {
     bool go;
     if (hyi_is_smi(i & lim)) go = (intptr_t)i <= (intptr_t)lim;
     else {
-        double a, b;
-        if (hyi_is_smi(i)) a = (double)hyi_smi_val(i);
-        else if (hyi_o(i)->cls == vm->cls.double_) a = hyi_double_val(i);
-        else goto for_type_error;
-        if (hyi_is_smi(lim)) b = (double)hyi_smi_val(lim);
-        else if (hyi_o(lim)->cls == vm->cls.double_) b = hyi_double_val(lim);
-        else goto for_type_error;
-        go = a <= b;
+        int c = number_compare(vm, i, lim);
+        if (c == 2) goto for_type_error;
+        go = c <= 0;
     }
     ip += go ? 4 : 4 + U16(2);
     NEXT();
@@ -617,23 +636,20 @@ op_FOR_STEP: {
             if (__builtin_expect(vm->attention, 0)) { /* polled */ }
             NEXT();
         }
-        ip += 4; /* counter would overflow: the loop is over */
+        ip += 4; /* counter would overflow: it reached the SmallInteger limit */
         NEXT();
     }
-    double a, b;
-    if (hyi_is_smi(i)) a = (double)hyi_smi_val(i);
-    else if (hyi_o(i)->cls == vm->cls.double_) a = hyi_double_val(i);
-    else goto for_type_error;
-    if (hyi_is_smi(lim)) b = (double)hyi_smi_val(lim);
-    else if (hyi_o(lim)->cls == vm->cls.double_) b = hyi_double_val(lim);
-    else goto for_type_error;
-    a += 1;
+    /* Large integers and doubles: step by one, then compare. */
     SAVE();
-    hyi_oop d = hyi_double_new(vm, a);
+    hyi_oop next = number_increment(vm, i);
     LOAD();
-    if (!d) goto out_of_memory;
-    fp[1 + U8(0)] = d;
-    ip = a <= b ? ip + 4 - U16(2) : ip + 4;
+    if (next == 1) goto for_type_error;
+    if (!next) goto out_of_memory;
+    pi = &fp[1 + U8(0)];
+    *pi = next;
+    int c = number_compare(vm, next, fp[1 + U8(1)]);
+    if (c == 2) goto for_type_error;
+    ip = c <= 0 ? ip + 4 - U16(2) : ip + 4;
     NEXT();
 }
 
@@ -714,6 +730,8 @@ activate_block: {
                          stk->nframes + 1 >= stk->max_frames - (vm->overflow_active ? 0 : FRAME_RESERVE), 0))
         goto stack_overflow;
     hyi_oop closure = nfp[0];
+    /* ensure: evaluating its own argument: the block has run, unwinding must not run it again. */
+    if (__builtin_expect(m->flags & HYI_MF_ENSURE, 0) && closure == fp[1]) f->flags |= HYI_FRAME_UNWOUND;
     f->ip = ip;
     f = &stk->frames[stk->nframes++];
     f->method = nm;
