@@ -863,7 +863,8 @@ static hyi_oop finish(cg *c, scope *s, uint16_t flags, uint16_t prim, int line) 
     size_t ic_off = (sizeof(hyi_method) + s->code_len + 7) & ~(size_t)7;
     size_t bytes = ic_off + (size_t)s->nics * sizeof(hyi_ic) - sizeof(hyi_obj);
     if (bytes > (size_t)1 << 28) fail(c, line, 0, "method too large");
-    hyi_oop mo = keep(c, hyi_heap_alloc_old(vm, vm->cls.method, HYI_FMT_METHOD, (uint32_t)bytes));
+    hyi_oop mcls = (flags & HYI_MF_PRIMITIVE) && vm->cls.primitive ? vm->cls.primitive : vm->cls.method;
+    hyi_oop mo = keep(c, hyi_heap_alloc_old(vm, mcls, HYI_FMT_METHOD, (uint32_t)bytes));
     hyi_method *m = hyi_m(mo);
     m->signature = c->selector;
     m->holder = c->cls;
