@@ -363,7 +363,16 @@ op_PUSH_SELF: PUSH(fp[0]); NEXT();
 op_PUSH_NIL: PUSH(nil); NEXT();
 op_PUSH_TRUE: PUSH(vm->true_); NEXT();
 op_PUSH_FALSE: PUSH(vm->false_); NEXT();
-op_PUSH_SMALLINT: PUSH(hyi_smi((int8_t)U8(0))); ip += 1; NEXT();
+op_PUSH_SMALLINT: {
+    hyi_oop k = hyi_smi((int8_t)U8(0));
+    /* x + k and x - k with a SmallInteger x: one dispatch instead of two. */
+    if (hyi_is_smi(TOP())) {
+        intptr_t r;
+        if (ip[1] == HYI_OP_SEND_ADD && !__builtin_add_overflow((intptr_t)TOP(), (intptr_t)k - 1, &r)) { TOP() = (hyi_oop)r; ip += 4; NEXT(); }
+        if (ip[1] == HYI_OP_SEND_SUB && !__builtin_sub_overflow((intptr_t)TOP(), (intptr_t)k - 1, &r)) { TOP() = (hyi_oop)r; ip += 4; NEXT(); }
+    }
+    PUSH(k); ip += 1; NEXT();
+}
 op_PUSH_LIT: PUSH(lits[U16(0)]); ip += 2; NEXT();
 op_PUSH_GLOBAL: {
     hyi_oop cell = lits[U16(0)];
@@ -455,12 +464,26 @@ op_SUPER_SEND: {
 #define SPECIAL_SEND(nargs_) do { s_ic = &hyi_method_ics(m)[U16(0)]; ip += 2; \
     s_sel = s_ic->selector; s_nargs = (nargs_); s_cls = 0; goto send; } while (0)
 
+/* Doubles: a op b when a is a Double and b a Double or SmallInteger, or a a SmallInteger and
+ * b a Double. Falls through when neither is a Double. */
+#define IS_DOUBLE(x) (hyi_is_ptr(x) && hyi_o(x)->cls == vm->cls.double_)
+#define DOUBLE_ARITH(op) do { \
+    double x_, y_; \
+    if (IS_DOUBLE(a)) { x_ = hyi_double_val(a); \
+        if (hyi_is_smi(b)) y_ = (double)hyi_smi_val(b); else if (IS_DOUBLE(b)) y_ = hyi_double_val(b); else break; } \
+    else if (hyi_is_smi(a) && IS_DOUBLE(b)) { x_ = (double)hyi_smi_val(a); y_ = hyi_double_val(b); } \
+    else break; \
+    SAVE(); hyi_oop d_ = hyi_double_new(vm, x_ op y_); LOAD(); \
+    if (!d_) goto out_of_memory; \
+    *--sp = d_; ip += 2; NEXT(); } while (0)
+
 op_SEND_ADD: {
     hyi_oop a = sp[-1], b = sp[0];
     intptr_t r;
     if (hyi_is_smi(a & b) && !__builtin_add_overflow((intptr_t)a, (intptr_t)b - 1, &r)) {
         *--sp = (hyi_oop)r; ip += 2; NEXT();
     }
+    DOUBLE_ARITH(+);
     SPECIAL_SEND(1);
 }
 op_SEND_SUB: {
@@ -469,6 +492,7 @@ op_SEND_SUB: {
     if (hyi_is_smi(a & b) && !__builtin_sub_overflow((intptr_t)a, (intptr_t)b - 1, &r)) {
         *--sp = (hyi_oop)r; ip += 2; NEXT();
     }
+    DOUBLE_ARITH(-);
     SPECIAL_SEND(1);
 }
 op_SEND_MUL: {
@@ -477,13 +501,21 @@ op_SEND_MUL: {
     if (hyi_is_smi(a & b) && !__builtin_mul_overflow(hyi_smi_val(a), hyi_smi_val(b), &r) && hyi_smi_fits(r)) {
         *--sp = hyi_smi(r); ip += 2; NEXT();
     }
+    DOUBLE_ARITH(*);
     SPECIAL_SEND(1);
 }
-#define COMPARE(op) do { hyi_oop a = sp[-1], b = sp[0]; \
-    if (hyi_is_smi(a & b)) { *--sp = BOOL((intptr_t)a op (intptr_t)b); ip += 2; NEXT(); } \
-    if (hyi_is_ptr(a) && hyi_is_ptr(b) && hyi_o(a)->cls == vm->cls.double_ && hyi_o(b)->cls == vm->cls.double_) { \
-        *--sp = BOOL(hyi_double_val(a) op hyi_double_val(b)); ip += 2; NEXT(); } \
-    SPECIAL_SEND(1); } while (0)
+/* Comparisons of SmallIntegers and Doubles answer a Boolean, or, when a conditional jump
+ * follows (the usual case in inlined loops and ifTrue:), take the jump at once. */
+#define COMPARE(op) do { hyi_oop a = sp[-1], b = sp[0]; bool r_; \
+    if (hyi_is_smi(a & b)) r_ = (intptr_t)a op (intptr_t)b; \
+    else if (IS_DOUBLE(a) && IS_DOUBLE(b)) r_ = hyi_double_val(a) op hyi_double_val(b); \
+    else if (IS_DOUBLE(a) && hyi_is_smi(b)) r_ = hyi_double_val(a) op (double)hyi_smi_val(b); \
+    else if (hyi_is_smi(a) && IS_DOUBLE(b)) r_ = (double)hyi_smi_val(a) op hyi_double_val(b); \
+    else SPECIAL_SEND(1); \
+    sp -= 2; ip += 2; \
+    if (*ip == HYI_OP_JUMP_IF_FALSE) { ip += r_ ? 3 : 3 + I16(1); NEXT(); } \
+    if (*ip == HYI_OP_JUMP_IF_TRUE) { ip += r_ ? 3 + I16(1) : 3; NEXT(); } \
+    PUSH(BOOL(r_)); NEXT(); } while (0)
 op_SEND_LT: COMPARE(<);
 op_SEND_GT: COMPARE(>);
 op_SEND_LE: COMPARE(<=);

@@ -127,7 +127,7 @@ void hyi_vm_visit_roots(hy_vm *vm, void (*visit)(hy_vm *vm, hyi_oop *slot, void 
 /* ---- Write barrier ------------------------------------------------------------------------ */
 static inline void hyi_store(hy_vm *vm, hyi_oop obj, uint32_t index, hyi_oop value) {
     hyi_slots(obj)[index] = value;
-    if (hyi_o(obj)->old && !hyi_o(obj)->remembered && hyi_heap_is_young(&vm->heap, value))
+    if (hyi_heap_is_young(&vm->heap, value) && hyi_o(obj)->old && !hyi_o(obj)->remembered)
         hyi_heap_remember(vm, obj);
 }
 
