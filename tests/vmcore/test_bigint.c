@@ -326,9 +326,10 @@ static void test_factorial_quotients_are_exact(void **state) {
 static void test_division_rounds_like_smalltalk(void **state) {
     fixture *f = *state;
     hy_vm *vm = f->vm;
-    /* floor quotient, % with the sign of the divisor, rem: with the sign of the dividend */
-    check_int_op(vm, "-7", "/", "2", "-4");
-    check_int_op(vm, "7", "/", "-2", "-4");
+    /* / truncates, % has the sign of the divisor, rem: the sign of the dividend */
+    check_int_op(vm, "-7", "/", "2", "-3");
+    check_int_op(vm, "7", "/", "-2", "-3");
+    check_int_op(vm, "-7", "/", "-2", "3");
     check_int_op(vm, "-7", "%", "2", "1");
     check_int_op(vm, "10", "%", "-3", "-2");
     check_int_op(vm, "-10", "%", "-3", "-1");
@@ -339,7 +340,9 @@ static void test_division_rounds_like_smalltalk(void **state) {
     check_int_op(vm, "-1267650600228229401496703205376", "rem:", "7", "-2");
     check_int_op(vm, "1267650600228229401496703205376", "rem:", "-7", "2");
     check_int_op(vm, "1267650600228229401496703205376", "%", "-7", "-5");
-    check_int_op(vm, "-1267650600228229401496703205377", "/", "1267650600228229401496703205376", "-2");
+    check_int_op(vm, "-1267650600228229401496703205377", "/", "1267650600228229401496703205376", "-1");
+    check_int_op(vm, "-2535301200456458802993406410753", "/", "1267650600228229401496703205376", "-2");
+    check_int_op(vm, "2535301200456458802993406410753", "/", "-7", "-362185885779494114713343772964");
     check_int_op(vm, "-1267650600228229401496703205377", "%", "1267650600228229401496703205376",
                  "1267650600228229401496703205375");
     check_int_op(vm, "3", "%", "-1606938044258990275541962092341162602522202993782792835301376",
@@ -432,7 +435,8 @@ static void test_mixed_arithmetic_with_doubles(void **state) {
     assert_true(hyi_double_val(r) == 0.5);
     r = ok(vm, "Integer", "//", 1, I(vm, "36893488147419103232"), I(vm, "13835058055282163712"));
     assert_true(hyi_double_val(r) == 2.6666666666666665);
-    /* Integer / Double answers the Integer floor of the quotient */
+    /* Integer / Double answers the Integer quotient, truncated */
+    assert_true(ok(vm, "Integer", "/", 1, hyi_smi(-10), D(vm, 1.3)) == hyi_smi(-7));
     f->r[0] = ok(vm, "Integer", "<<", 1, hyi_smi(1), hyi_smi(200));
     r = ok(vm, "Integer", "/", 1, f->r[0], D(vm, 1.3));
     assert_int_is(vm, r, "1236106187891530871397840632111672689764312345256368613097472");

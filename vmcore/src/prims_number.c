@@ -8,9 +8,10 @@
  * Semantics (those of SOM-st/SOM and its test suites):
  *  - An operation between an Integer and a Double converts the Integer to a Double (failing
  *    when it is too large for one) and answers a Double, except Integer / Double, which
- *    answers the Integer floor of the quotient.
- *  - Integer / and % round toward negative infinity (% has the sign of the divisor), rem:
- *    truncates (sign of the dividend); // always answers a Double. Double % is C's fmod.
+ *    answers the Integer quotient truncated toward zero.
+ *  - Integer / truncates toward zero (as C does); % rounds toward negative infinity (the
+ *    result has the sign of the divisor) and rem: toward zero (the sign of the dividend);
+ *    // always answers a Double. Double % is C's fmod.
  *  - Comparisons between Integers and Doubles are exact. = and ~= with a non-number answer
  *    false and true; ordering comparisons with a non-number fail.
  *  - Dividing by zero, shifting by a negative or huge count, and results beyond
@@ -83,9 +84,12 @@ static hyi_prim_status zero_divide(hy_vm *vm, const char *cls, const char *sel) 
 }
 
 /* Both operands as doubles (receiver args[0], argument args[1]), for mixed arithmetic. */
-static hyi_prim_status both_doubles(hy_vm *vm, hyi_oop *args, const char *cls, const char *sel, double *x,
-                                    double *y) {
+static hyi_prim_status both_doubles(hy_vm *vm, hyi_oop *args, const char *cls, const char *sel, bool divides,
+                                    double *x, double *y) {
     if (!is_number(args[1])) return bad_arg(vm, cls, sel, "a number", args[1]);
+    /* A zero divisor is reported before a receiver that is too large for a double. */
+    if (divides && (is_double(args[1]) ? hyi_double_val(args[1]) == 0 : args[1] == hyi_smi(0)))
+        return zero_divide(vm, cls, sel);
     if (!num_to_double(args[0], x) || !num_to_double(args[1], y)) return too_big_for_double(vm, cls, sel);
     return HYI_PRIM_OK;
 }
@@ -106,7 +110,7 @@ static hyi_prim_status int_arith(hy_vm *vm, hyi_oop *args, hyi_oop *result, cons
     RECEIVER_INT(sel);
     if (hyi_is_int(args[1])) return big_result(vm, op(vm, args[0], args[1], result), "Integer", sel);
     double x, y;
-    hyi_prim_status st = both_doubles(vm, args, "Integer", sel, &x, &y);
+    hyi_prim_status st = both_doubles(vm, args, "Integer", sel, false, &x, &y);
     if (st != HYI_PRIM_OK) return st;
     return answer_double(vm, dop == '+' ? x + y : dop == '-' ? x - y : x * y, result);
 }
@@ -124,19 +128,19 @@ static hyi_prim_status int_mul(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop
     return int_arith(vm, args, result, "*", hyi_bigint_mul, '*');
 }
 
-/* Integer / : the floor of the quotient, an Integer even for a Double argument. */
+/* Integer / : the quotient truncated toward zero, an Integer even for a Double argument. */
 static hyi_prim_status int_div(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
     RECEIVER_INT("/");
     if (hyi_is_int(args[1])) {
         if (hyi_bigint_sign(args[1]) == 0) return zero_divide(vm, "Integer", "/");
-        return big_result(vm, hyi_bigint_quo(vm, args[0], args[1], true, result), "Integer", "/");
+        return big_result(vm, hyi_bigint_quo(vm, args[0], args[1], false, result), "Integer", "/");
     }
     double x, y;
-    hyi_prim_status st = both_doubles(vm, args, "Integer", "/", &x, &y);
+    hyi_prim_status st = both_doubles(vm, args, "Integer", "/", true, &x, &y);
     if (st != HYI_PRIM_OK) return st;
     if (y == 0) return zero_divide(vm, "Integer", "/");
-    double q = floor(x / y);
+    double q = trunc(x / y);
     if (!isfinite(q)) return hyi_prim_fail(vm, "Integer>>/: the quotient %g is not a finite number", q);
     return big_result(vm, hyi_bigint_from_double(vm, q, result), "Integer", "/");
 }
@@ -146,7 +150,7 @@ static hyi_prim_status int_fdiv(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oo
     (void)nargs;
     RECEIVER_INT("//");
     double x, y;
-    hyi_prim_status st = both_doubles(vm, args, "Integer", "//", &x, &y);
+    hyi_prim_status st = both_doubles(vm, args, "Integer", "//", true, &x, &y);
     if (st != HYI_PRIM_OK) return st;
     if (y == 0) return zero_divide(vm, "Integer", "//");
     return answer_double(vm, x / y, result);
@@ -159,7 +163,7 @@ static hyi_prim_status int_modulo(hy_vm *vm, hyi_oop *args, hyi_oop *result, con
         return big_result(vm, hyi_bigint_rem(vm, args[0], args[1], floor, result), "Integer", sel);
     }
     double x, y;
-    hyi_prim_status st = both_doubles(vm, args, "Integer", sel, &x, &y);
+    hyi_prim_status st = both_doubles(vm, args, "Integer", sel, true, &x, &y);
     if (st != HYI_PRIM_OK) return st;
     if (y == 0) return zero_divide(vm, "Integer", sel);
     return answer_double(vm, fmod(x, y), result);
@@ -465,7 +469,7 @@ size_t hyi_double_format(double d, char *buf) {
 static hyi_prim_status dbl_arith(hy_vm *vm, hyi_oop *args, hyi_oop *result, const char *sel, int op) {
     RECEIVER_DOUBLE(sel);
     double x, y;
-    hyi_prim_status st = both_doubles(vm, args, "Double", sel, &x, &y);
+    hyi_prim_status st = both_doubles(vm, args, "Double", sel, op == '/' || op == '%', &x, &y);
     if (st != HYI_PRIM_OK) return st;
     double r;
     switch (op) {
