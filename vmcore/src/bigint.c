@@ -650,32 +650,59 @@ hyi_big_status hyi_bigint_shr(hy_vm *vm, hyi_oop a, uint64_t bits, hyi_oop *out)
     return st;
 }
 
+/* floor(sqrt(a)) into r (an / 2 + 2 limbs); returns its length, or SIZE_MAX when malloc
+ * fails. The root of a >> 2k (k a quarter of a's bits), plus one and shifted back by k, lies
+ * above the root with a relative error near 2^-k, so two or three Newton steps, which
+ * decrease monotonically from above, reach it: the cost is a few divisions of a's size. */
+static size_t mag_isqrt(hyi_limb *r, const hyi_limb *a, size_t an) {
+    an = hyi_mag_trim(a, an);
+    uint64_t bits = hyi_mag_bits(a, an);
+    if (bits <= 64) {
+        uint64_t v = an == 0 ? 0 : an == 1 ? a[0] : ((uint64_t)a[1] << LIMB_BITS) | a[0];
+        uint64_t s = (uint64_t)sqrt((double)v);
+        while ((unsigned __int128)s * s > v) s--;
+        while ((unsigned __int128)(s + 1) * (s + 1) <= v) s++;
+        r[0] = (hyi_limb)s;
+        r[1] = (hyi_limb)(s >> LIMB_BITS);
+        return hyi_mag_trim(r, 2);
+    }
+    size_t cap = an + 2, result = SIZE_MAX;
+    hyi_limb *block = malloc(5 * cap * sizeof(hyi_limb));
+    if (!block) return SIZE_MAX;
+    hyi_limb *m = block, *x = block + cap, *y = block + 2 * cap, *q = block + 3 * cap, *rem = block + 4 * cap;
+    uint64_t k = bits / 4;
+    size_t mn = hyi_mag_shr(m, a, an, 2 * k);
+    size_t yn = mag_isqrt(y, m, mn);
+    if (yn == SIZE_MAX) goto done;
+    hyi_limb one = 1;
+    yn = hyi_mag_add(y, y, yn, &one, 1);
+    size_t xn = hyi_mag_shl(x, y, yn, k);
+    for (;;) {
+        size_t qn, rn;
+        if (!hyi_mag_divmod(q, &qn, rem, &rn, a, an, x, xn)) goto done;
+        yn = hyi_mag_add(y, x, xn, q, qn);
+        yn = hyi_mag_shr(y, y, yn, 1);
+        if (hyi_mag_cmp(y, yn, x, xn) >= 0) break;
+        hyi_limb *t = x; x = y; y = t;
+        xn = yn;
+    }
+    memcpy(r, x, xn * sizeof(hyi_limb));
+    result = xn;
+done:
+    free(block);
+    return result;
+}
+
 hyi_big_status hyi_bigint_isqrt(hy_vm *vm, hyi_oop a, hyi_oop *out) {
     ival x;
     view(a, &x);
     if (x.n == 0 || x.neg) { *out = hyi_smi(0); return HYI_BIG_OK; }
-    /* Newton's iteration from a power of two above the root decreases monotonically to
-     * floor(sqrt(a)). */
-    size_t cap = x.n + 2;
-    hyi_limb *g = calloc(cap, sizeof(hyi_limb)), *q = calloc(cap, sizeof(hyi_limb));
-    hyi_limb *r = calloc(cap, sizeof(hyi_limb)), *s = calloc(cap, sizeof(hyi_limb));
-    hyi_big_status st = HYI_BIG_OOM;
-    if (!g || !q || !r || !s) goto done;
-    uint64_t half = (hyi_mag_bits(x.d, x.n) + 1) / 2;
-    hyi_limb one = 1;
-    size_t gn = hyi_mag_shl(g, &one, 1, half);
-    for (;;) {
-        size_t qn, rn;
-        if (!hyi_mag_divmod(q, &qn, r, &rn, x.d, x.n, g, gn)) goto done;
-        size_t sn = hyi_mag_add(s, g, gn, q, qn);
-        sn = hyi_mag_shr(s, s, sn, 1);
-        if (hyi_mag_cmp(s, sn, g, gn) >= 0) break;
-        memcpy(g, s, sn * sizeof(hyi_limb));
-        gn = sn;
-    }
-    st = finish(vm, g, gn, false, out);
-done:
-    free(g); free(q); free(r); free(s);
+    tmpbuf t;
+    hyi_limb *r = tmp_get(&t, x.n / 2 + 2);
+    if (!r) return HYI_BIG_OOM;
+    size_t rn = mag_isqrt(r, x.d, x.n);
+    hyi_big_status st = rn == SIZE_MAX ? HYI_BIG_OOM : finish(vm, r, rn, false, out);
+    tmp_free(&t);
     return st;
 }
 

@@ -27,7 +27,7 @@
 
 typedef uint32_t hyi_limb;
 
-#define HYI_BIGINT_MAX_BITS ((uint64_t)1 << 24)
+#define HYI_BIGINT_MAX_BITS ((uint64_t)1 << 21)
 
 /* ---- Magnitudes: little-endian limb arrays ---------------------------------------------
  * A magnitude is (d, n): n limbs, possibly with high zero limbs unless said otherwise.

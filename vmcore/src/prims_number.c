@@ -404,7 +404,7 @@ static hyi_prim_status int_from_string(hy_vm *vm, hyi_oop *args, uint32_t nargs,
     if (!hyi_bigint_is_numeral(text, len))
         return hyi_prim_fail(vm, "Integer class>>fromString: '%.*s' cannot be converted to an Integer",
                              len > 100 ? 100 : (int)len, text);
-    if (len > HYI_BIGINT_MAX_BITS / 4)
+    if (len > HYI_BIGINT_MAX_BITS * 3 / 10)  /* 10 digits need more than 33 bits */
         return hyi_prim_fail(vm, "Integer class>>fromString: the numeral is too long (%zu digits)", len);
     hyi_oop o = hyi_bigint_parse(vm, text, len, false);
     if (!o) return HYI_PRIM_OOM;
