@@ -104,15 +104,7 @@ static void set_eden_limit(hyi_heap *h) {
     h->stats.old_bytes = h->old->in_use;
 }
 
-static uint32_t next_hash(hyi_heap *h) {
-    uint32_t x = h->hash_state;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    h->hash_state = x;
-    uint32_t v = (x >> 7) & ((1u << HYI_HASH_BITS) - 1);
-    return v ? v : 1;
-}
+static uint32_t next_hash(hyi_heap *h) { return hyi_heap_next_hash(h); }
 
 /* Bytes of a whole object of this format and size, or 0 when it is too big to exist. */
 static size_t object_bytes(hyi_format fmt, uint32_t size) {

@@ -91,6 +91,17 @@ static inline bool hyi_heap_is_young(const hyi_heap *h, hyi_oop o) {
     return hyi_is_ptr(o) && (uintptr_t)((uint8_t *)o - h->young_lo) < (uintptr_t)(h->young_hi - h->young_lo);
 }
 
+/* The identity-hash generator (xorshift; 21 bits, never 0), used by every allocation path. */
+static inline uint32_t hyi_heap_next_hash(hyi_heap *h) {
+    uint32_t x = h->hash_state;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    h->hash_state = x;
+    uint32_t v = (x >> 7) & ((1u << HYI_HASH_BITS) - 1);
+    return v ? v : 1;
+}
+
 /* Visit every old-space object (for snapshots and reflection). */
 void hyi_heap_each_old(hy_vm *vm, void (*fn)(hy_vm *vm, hyi_oop obj, void *arg), void *arg);
 

@@ -422,7 +422,7 @@ op_MAKE_CTX: {
     uint32_t n = U8(0);
     ip += 1;
     SAVE();
-    hyi_oop c = hyi_heap_alloc(vm, vm->cls.context, HYI_FMT_CONTEXT, HYI_CTX_FIRST_VAR + n);
+    hyi_oop c = hyi_alloc_small(vm, vm->cls.context, HYI_FMT_CONTEXT, HYI_CTX_FIRST_VAR + n);
     LOAD();
     if (!c) goto out_of_memory;
     hyi_slots(c)[HYI_CTX_OUTER] = f->closure ? hyi_slots(f->closure)[HYI_BLOCK_OUTER] : nil;
@@ -434,7 +434,7 @@ op_PUSH_BLOCK: {
     hyi_oop bm = lits[li];
     ip += 2;
     SAVE();
-    hyi_oop c = hyi_heap_alloc(vm, block_class_for(vm, hyi_m(bm)->num_args), HYI_FMT_SLOTS, HYI_BLOCK_SLOTS);
+    hyi_oop c = hyi_alloc_small(vm, block_class_for(vm, hyi_m(bm)->num_args), HYI_FMT_SLOTS, HYI_BLOCK_SLOTS);
     LOAD();
     if (!c) goto out_of_memory;
     hyi_slots(c)[HYI_BLOCK_METHOD] = lits[li];

@@ -172,7 +172,7 @@ hyi_oop hyi_string_new_old(hy_vm *vm, const char *chars, size_t len) {
 }
 
 hyi_oop hyi_double_new(hy_vm *vm, double d) {
-    hyi_oop o = hyi_heap_alloc(vm, vm->cls.double_, HYI_FMT_DOUBLE, 8);
+    hyi_oop o = hyi_alloc_small(vm, vm->cls.double_, HYI_FMT_DOUBLE, 8);
     if (o) memcpy(hyi_bytes(o), &d, 8);
     return o;
 }
