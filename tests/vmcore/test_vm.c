@@ -92,11 +92,12 @@ static void write_class(fixture *f, const char *name, const char *source) {
 }
 
 /* A VM on the fixture's class path whose output is captured. */
-static hy_vm *new_vm(fixture *f, size_t heap_limit) {
+static hy_vm *new_vm_eden(fixture *f, size_t heap_limit, size_t eden_size) {
     hy_config cfg;
     hy_config_init(&cfg);
     cfg.classpath = f->classpath;
     cfg.heap_limit = heap_limit;
+    cfg.eden_size = eden_size;
     cfg.write = capture;
     cfg.write_ctx = f;
     hy_vm *vm = NULL;
@@ -106,6 +107,8 @@ static hy_vm *new_vm(fixture *f, size_t heap_limit) {
     assert_non_null(vm);
     return vm;
 }
+
+static hy_vm *new_vm(fixture *f, size_t heap_limit) { return new_vm_eden(f, heap_limit, 0); }
 
 /* Run class_name with no arguments in a new VM; returns the exit status. */
 static int run_program(fixture *f, const char *class_name, size_t heap_limit) {
@@ -310,7 +313,7 @@ static void test_full_gc_and_scavenges_are_counted(void **state) {
                 "        system exit: keep length\n"
                 "    )\n"
                 ")\n");
-    hy_vm *vm = new_vm(f, 0);
+    hy_vm *vm = new_vm_eden(f, 0, 256u << 10);
     hy_gc_stats before, after;
     memset(&before, 0xab, sizeof before);
     assert_int_equal(hy_vm_gc_stats(vm, &before), HY_OK);
@@ -321,7 +324,7 @@ static void test_full_gc_and_scavenges_are_counted(void **state) {
     hy_vm_free(vm);
 
     assert_true(after.full_gcs >= before.full_gcs + 3);
-    /* 20000 arrays of 16 slots: well over 2.5 MB, more than one eden's worth. */
+    /* 20000 arrays of 16 slots: over 2.5 MB, ten times the 256 KiB eden. */
     assert_true(after.bytes_allocated >= before.bytes_allocated + 20000u * 16 * sizeof(void *));
     assert_true(after.scavenges > before.scavenges);
     assert_true(after.total_pause_ns >= after.max_pause_ns);
