@@ -9,10 +9,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static const hyi_prim_def *const tables[] = {
+const hyi_prim_def *const hyi_prim_tables[HYI_PRIM_NUM_TABLES] = {
     hyi_prims_control, hyi_prims_object, hyi_prims_number, hyi_prims_string,
 };
-#define NUM_TABLES (sizeof tables / sizeof tables[0])
+#define tables hyi_prim_tables
+#define NUM_TABLES HYI_PRIM_NUM_TABLES
 
 static bool name_eq(const char *c, const char *s, size_t len) {
     return strncmp(c, s, len) == 0 && c[len] == 0;
@@ -24,12 +25,6 @@ uint16_t hyi_prim_find(const char *cls, size_t cls_len, const char *selector, si
             if (name_eq(tables[t][i].cls, cls, cls_len) && name_eq(tables[t][i].selector, selector, sel_len))
                 return (uint16_t)((t << 10) | (i + 1));
     return 0;
-}
-
-const hyi_prim_def *hyi_prim_def_of(uint16_t prim) {
-    size_t t = prim >> 10, i = (prim & 1023u) - 1;
-    if (prim == 0 || t >= NUM_TABLES) return NULL;
-    return &tables[t][i];
 }
 
 hyi_prim_status hyi_prim_fail(hy_vm *vm, const char *fmt, ...) {

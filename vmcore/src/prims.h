@@ -38,8 +38,15 @@ extern const hyi_prim_def hyi_prims_control[];  /* interp.c: Block value..., per
 
 /* The primitive number for (class name, selector), or 0 if there is none. */
 uint16_t hyi_prim_find(const char *cls, size_t cls_len, const char *selector, size_t sel_len);
-/* The definition behind a primitive number (never NULL for a number hyi_prim_find gave). */
-const hyi_prim_def *hyi_prim_def_of(uint16_t prim);
+/* The tables by number (prims.c), and the definition behind a primitive number: never NULL
+ * for a number hyi_prim_find gave, NULL for 0. */
+#define HYI_PRIM_NUM_TABLES 4
+extern const hyi_prim_def *const hyi_prim_tables[HYI_PRIM_NUM_TABLES];
+static inline const hyi_prim_def *hyi_prim_def_of(uint16_t prim) {
+    unsigned t = prim >> 10, i = (prim & 1023u) - 1;
+    if (prim == 0 || t >= HYI_PRIM_NUM_TABLES) return NULL;
+    return &hyi_prim_tables[t][i];
+}
 
 /* Record why the primitive failed (printf-style) and return HYI_PRIM_FAIL. */
 hyi_prim_status hyi_prim_fail(hy_vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -181,6 +181,13 @@ static hyi_prim_status int_rem(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop
 /* ---- Integer bit operations ------------------------------------------------------------- */
 
 static hyi_prim_status int_bitop(hy_vm *vm, hyi_oop *args, hyi_oop *result, const char *sel, big_binop op) {
+    /* Two SmallIntegers: the tagged words combine directly (the tag bit survives & | ^ as 1, 1, 0). */
+    if (hyi_is_smi(args[0] & args[1])) {
+        hyi_oop a = args[0], b = args[1];
+        if (op == hyi_bigint_and) { *result = a & b; return HYI_PRIM_OK; }
+        if (op == hyi_bigint_or) { *result = a | b; return HYI_PRIM_OK; }
+        if (op == hyi_bigint_xor) { *result = (a ^ b) | 1; return HYI_PRIM_OK; }
+    }
     RECEIVER_INT(sel);
     if (!hyi_is_int(args[1])) return bad_arg(vm, "Integer", sel, "an Integer", args[1]);
     return big_result(vm, op(vm, args[0], args[1], result), "Integer", sel);
@@ -212,6 +219,12 @@ static hyi_prim_status shift_count(hy_vm *vm, hyi_oop *args, const char *sel, ui
 
 static hyi_prim_status int_shl(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
+    /* A SmallInteger shifted by a small count that stays a SmallInteger. */
+    if (hyi_is_smi(args[0] & args[1]) && hyi_smi_val(args[1]) >= 0 && hyi_smi_val(args[1]) < 62) {
+        intptr_t v = hyi_smi_val(args[0]), k = hyi_smi_val(args[1]);
+        intptr_t r = (intptr_t)((uintptr_t)v << k);
+        if ((r >> k) == v && hyi_smi_fits(r)) { *result = hyi_smi(r); return HYI_PRIM_OK; }
+    }
     RECEIVER_INT("<<");
     uint64_t n;
     hyi_prim_status st = shift_count(vm, args, "<<", &n);
