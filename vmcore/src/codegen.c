@@ -959,7 +959,20 @@ static hyi_oop compile_method(cg *c, hyi_method_ast *ma) {
         gen_pop(c, s);
     }
     if (!returned) op(c, s, HYI_OP_RETURN_SELF, 1);
-    return finish(c, s, flags, 0, ma->line);
+    /* Accessors run without a frame: the interpreter reads or writes the field in place. */
+    uint16_t field = 0;
+    if (!s->owns_ctx && s->num_locals == s->num_args) {
+        const uint8_t *k = s->code;
+        if (s->num_args == 0 && s->code_len == 3 && k[0] == HYI_OP_PUSH_FIELD && k[2] == HYI_OP_RETURN_TOP) {
+            flags |= HYI_MF_GETTER;
+            field = k[1];
+        } else if (s->num_args == 1 && s->code_len == 5 && k[0] == HYI_OP_PUSH_LOCAL && k[1] == 0 &&
+                   k[2] == HYI_OP_POP_FIELD && k[4] == HYI_OP_RETURN_SELF) {
+            flags |= HYI_MF_SETTER;
+            field = k[3];
+        }
+    }
+    return finish(c, s, flags, field, ma->line);
 }
 
 /* ---- Classes -------------------------------------------------------------------------------- */

@@ -721,7 +721,17 @@ super_send: {
 }
 invoke: {
     hyi_method *nm = hyi_m(s_method);
-    if (nm->flags & HYI_MF_PRIMITIVE) goto primitive;
+    if (nm->flags & (HYI_MF_PRIMITIVE | HYI_MF_GETTER | HYI_MF_SETTER)) {
+        if (nm->flags & HYI_MF_PRIMITIVE) goto primitive;
+        /* Accessors: the field of a pointer object (the compiler checked the shape). */
+        hyi_oop rcv = sp[-(intptr_t)s_nargs];
+        if (hyi_is_ptr(rcv) && hyi_fmt(rcv) == HYI_FMT_SLOTS && nm->prim < hyi_size(rcv) && nm->num_args == s_nargs) {
+            if (nm->flags & HYI_MF_GETTER) { *sp = hyi_slots(rcv)[nm->prim]; NEXT(); }
+            hyi_store(vm, rcv, nm->prim, sp[0]);
+            sp--;
+            NEXT();
+        }
+    }
     if (__builtin_expect(nm->num_args != s_nargs, 0)) {
         snprintf(vm->prim_message, sizeof vm->prim_message, "wrong number of arguments for %.*s",
                  (int)hyi_size(s_sel), (const char *)hyi_bytes(s_sel));

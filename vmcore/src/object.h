@@ -128,6 +128,8 @@ enum {
     HYI_MF_ON_DO = 1u << 3,      /* Block>>on:do: -- an exception handler frame */
     HYI_MF_ENSURE = 1u << 4,     /* Block>>ensure: -- unwinding evaluates argument 1 */
     HYI_MF_IFCURTAILED = 1u << 5,/* Block>>ifCurtailed: -- unwinding evaluates argument 1 */
+    HYI_MF_GETTER = 1u << 6,     /* body is `^ field`: prim holds the field index (no frame needed) */
+    HYI_MF_SETTER = 1u << 7,     /* body is `field := arg` answering self: prim holds the field index */
 };
 
 /* One inline cache per send site. selector/nargs are set by the compiler; cls/target are
