@@ -14,7 +14,10 @@
  *  - The remembered set lists old objects that may hold young oops. When it cannot grow (no
  *    memory), rs_overflow makes the next scavenge scan all of old space instead.
  *  - A collection never fails half-way: tenuring ignores the heap limit (and sets over_limit),
- *    and its work list is reserved up front for the worst case.
+ *    and its work list is reserved up front for the worst case. (Only an OS refusing memory
+ *    for an old segment while new space is full is fatal.)
+ *  - GC stress (heap.stress) scavenges before young allocations (see stress_due) and runs a
+ *    full GC every stress_full_every allocations (HYDRA_GC_STRESS_FULL_EVERY overrides it).
  */
 #include "vm.h"
 
@@ -32,6 +35,7 @@
 #define HEAP_TENURE_AGE 2                        /* scavenges survived before tenuring */
 #define HEAP_MIN_FULL_TRIGGER ((size_t)8 << 20)  /* old-space growth that triggers a full GC */
 #define HEAP_STRESS_FULL_EVERY 1000
+#define HEAP_STRESS_ROOT_BUDGET 16384            /* see stress_due() */
 #define HEAP_SMALL_MAX 512                       /* exact-size free lists up to this many bytes */
 #define HEAP_NUM_CLASSES (HEAP_SMALL_MAX / 8 + 1)
 #define HEAP_MIN_CHUNK sizeof(hyi_obj)
@@ -56,6 +60,8 @@ struct hyi_old_space {
     bool full_pending;
     bool in_gc;
     bool rs_overflow;
+    size_t last_roots;            /* root slots the last scavenge visited */
+    size_t stress_skipped;        /* young allocations since the last stress scavenge */
     uint8_t *eden_end;            /* real end of eden */
 
     /* Scavenge work list of tenured objects still to scan, reserved for the worst case. */
@@ -253,6 +259,15 @@ static uint8_t *old_raw_alloc(struct hyi_old_space *os, size_t bytes) {
 
 static void collect_for_allocation(hy_vm *vm, bool full);
 
+/* GC stress scavenges at every young allocation, except that when the roots are very many
+ * (a deep recursion fills the value stack) it scavenges every k-th allocation, k growing with
+ * the root count, so that stress runs stay linear instead of quadratic in the stack depth. */
+static bool stress_due(struct hyi_old_space *os) {
+    if (++os->stress_skipped < 1 + os->last_roots / HEAP_STRESS_ROOT_BUDGET) return false;
+    os->stress_skipped = 0;
+    return true;
+}
+
 static hyi_oop alloc_old_checked(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size, bool remember) {
     hyi_heap *h = &vm->heap;
     struct hyi_old_space *os = h->old;
@@ -297,8 +312,9 @@ hyi_oop hyi_heap_alloc(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size) {
     uint64_t fulls = h->stats.full_gcs;
     bool full = h->over_limit;
     if (h->stress && h->stress_full_every && ++h->stress_count % h->stress_full_every == 0) full = true;
-    collect_for_allocation(vm, full);
     bool room = (size_t)(h->eden_hi - h->eden_top) >= bytes;
+    if (full || !room || !h->stress || stress_due(h->old)) collect_for_allocation(vm, full);
+    room = (size_t)(h->eden_hi - h->eden_top) >= bytes;
     if (!room && h->stats.full_gcs == fulls) {
         collect_for_allocation(vm, true);
         room = (size_t)(h->eden_hi - h->eden_top) >= bytes;
@@ -393,6 +409,7 @@ typedef struct scavenger {
     size_t npromoted;     /* tenured objects queued for scanning */
     bool tenure_all;      /* full GC or pin: empty new space completely */
     bool saw_young;       /* the object being scanned still refers to new space */
+    size_t nroots;
 } scavenger;
 
 static bool in_from_space(const scavenger *sc, hyi_oop o) {
@@ -449,6 +466,7 @@ static void scavenge_slot(void *ctx, hyi_oop *slot) {
 static void scavenge_root(hy_vm *vm, hyi_oop *slot, void *arg) {
     (void)vm;
     scavenger *sc = arg;
+    sc->nroots++;
     if (in_from_space(sc, *slot)) *slot = forward(sc, *slot);
 }
 
@@ -517,6 +535,7 @@ static void scavenge(hy_vm *vm, bool tenure_all, hyi_oop *extra) {
 
     if (os->in_use > os->full_trigger) os->full_pending = true;
     h->over_limit = h->limit && total_in_use(h) > h->limit;
+    os->last_roots = sc.nroots;
     set_eden_limit(h);
     os->in_gc = was_in_gc;
 }
