@@ -35,12 +35,14 @@ extern const hyi_prim_def hyi_prims_number[];   /* prims_number.c: Integer, Doub
 extern const hyi_prim_def hyi_prims_string[];   /* prims_string.c: String, Symbol, ByteArray */
 extern const hyi_prim_def hyi_prims_object[];   /* prims_object.c: Object, Class, Array, System, Method... */
 extern const hyi_prim_def hyi_prims_control[];  /* interp.c: Block value..., perform:..., exceptions */
+extern const hyi_prim_def hyi_prims_ffi[];      /* prims_ffi.c: ExternalLibrary, ExternalFunction, ExternalAddress... */
+extern const hyi_prim_def hyi_prims_process[];  /* process.c: Process, Processor, Semaphore, Delay, VM counters */
 
 /* The primitive number for (class name, selector), or 0 if there is none. */
 uint16_t hyi_prim_find(const char *cls, size_t cls_len, const char *selector, size_t sel_len);
 /* The tables by number (prims.c), and the definition behind a primitive number: never NULL
  * for a number hyi_prim_find gave, NULL for 0. */
-#define HYI_PRIM_NUM_TABLES 4
+#define HYI_PRIM_NUM_TABLES 6
 extern const hyi_prim_def *const hyi_prim_tables[HYI_PRIM_NUM_TABLES];
 static inline const hyi_prim_def *hyi_prim_def_of(uint16_t prim) {
     unsigned t = prim >> 10, i = (prim & 1023u) - 1;

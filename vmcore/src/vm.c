@@ -11,6 +11,7 @@
  *    files fills them in, so objects made during bootstrap already have the right class.
  */
 #include "vm.h"
+#include "thread.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -680,7 +681,8 @@ hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
     if (!vm->config.stack_slots) vm->config.stack_slots = DEFAULT_STACK_SLOTS;
     vm->start_ns = hyi_now_ns();
     hyi_heap_config hc = { .limit = cfg->heap_limit, .eden_size = cfg->eden_size, .gc_stress = false };
-    if (!set_classpath(vm, cfg->classpath) || !hyi_heap_init(vm, &hc) || !hyi_interp_init(vm)) {
+    if (!set_classpath(vm, cfg->classpath) || !hyi_threads_init(vm) || !hyi_thread_attach(vm) ||
+        !hyi_heap_init(vm, &hc) || !hyi_interp_init(vm)) {
         hy_vm_free(vm);
         return HY_ENOMEM;
     }
@@ -692,6 +694,7 @@ hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
     }
     /* Stress starts after bootstrap: the kernel is old and never moves anyway. */
     vm->heap.stress = cfg->gc_stress;
+    hyi_thread_detach(vm);   /* the thread that runs the VM owns it then */
     *out = vm;
     return HY_OK;
 }
@@ -700,6 +703,7 @@ void hy_vm_free(hy_vm *vm) {
     if (!vm) return;
     hyi_interp_fini(vm);
     hyi_heap_fini(vm);
+    hyi_threads_fini(vm);
     free(vm->symbols.keys);
     free(vm->globals.keys);
     for (char **p = vm->classpath; p && *p; p++) free(*p);
@@ -708,9 +712,20 @@ void hy_vm_free(hy_vm *vm) {
     free(vm);
 }
 
+static hy_err run_main(hy_vm *vm, const char *class_name, int argc, const char *const *argv,
+                       int *exit_status);
+
 hy_err hy_vm_run_main(hy_vm *vm, const char *class_name, int argc, const char *const *argv,
                       int *exit_status) {
     if (!vm || !class_name || !exit_status || argc < 0 || (argc > 0 && !argv)) return HY_EINVAL;
+    if (!hyi_thread_attach(vm)) return HY_ENOMEM;
+    hy_err err = run_main(vm, class_name, argc, argv, exit_status);
+    hyi_thread_detach(vm);
+    return err;
+}
+
+static hy_err run_main(hy_vm *vm, const char *class_name, int argc, const char *const *argv,
+                       int *exit_status) {
     vm->load_failed = false;
     hyi_oop name = hyi_symbol_c(vm, class_name);
     if (!name) return HY_ENOMEM;

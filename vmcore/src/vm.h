@@ -85,6 +85,7 @@ struct hy_vm {
     hyi_classes cls;
     hyi_symbols sym;
     hyi_oop special;          /* Array reserved for later modules (processes, FFI) */
+    struct hyi_threads *threads; /* ownership, callouts, workers, heartbeat (thread.c) */
 
     hyi_table symbols;        /* interned Symbols (old space) */
     hyi_table globals;        /* global cells keyed by their key symbol */

@@ -1,0 +1,196 @@
+/*
+ * thread.c -- ownership of a VM by one OS thread at a time (thread.h).
+ *
+ * vmOwner is an atomic index (0 = unowned). Disowning is one release store. Owning is a
+ * compare-and-swap from 0 under the VM's low-level lock; when that fails the thread appends
+ * itself to the wanting queue and waits on its own semaphore until an owner hands the VM over
+ * (hyi_thread_handoff) or releases it with waiters present.
+ */
+#include "thread.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vm.h"
+
+#define MAX_THREADS 256
+
+typedef struct tinfo {
+    pthread_t tid;
+    bool used;
+    bool waiting;
+    uint32_t depth;        /* nested callouts of this thread in flight */
+    sem_t sem;
+} tinfo;
+
+struct hyi_threads {
+    _Atomic uint32_t owner;          /* vmOwner */
+    pthread_mutex_t lock;            /* unowned -> owned, the wanting queue, the table */
+    uint32_t queue[MAX_THREADS];     /* wanting threads, FIFO */
+    uint32_t qhead, qlen;
+    _Atomic uint32_t nwaiting;       /* qlen, readable without the lock */
+    tinfo t[MAX_THREADS + 1];        /* by index; 0 unused */
+    _Atomic uint64_t callout_seq;
+    _Atomic uint64_t callouts, takeovers, handbacks, waits, wait_ns, heartbeats, workers;
+};
+
+bool hyi_threads_init(hy_vm *vm) {
+    struct hyi_threads *th = calloc(1, sizeof *th);
+    if (!th) return false;
+    pthread_mutex_init(&th->lock, NULL);
+    atomic_init(&th->owner, 0);
+    atomic_init(&th->callout_seq, 0);
+    vm->threads = th;
+    return true;
+}
+
+void hyi_threads_fini(hy_vm *vm) {
+    struct hyi_threads *th = vm->threads;
+    if (!th) return;
+    for (uint32_t i = 1; i <= MAX_THREADS; i++)
+        if (th->t[i].used) sem_destroy(&th->t[i].sem);
+    pthread_mutex_destroy(&th->lock);
+    free(th);
+    vm->threads = NULL;
+}
+
+/* The index of the calling thread in this VM, registering it on first use (lock held). */
+static uint32_t self_index_locked(struct hyi_threads *th) {
+    pthread_t me = pthread_self();
+    uint32_t free_slot = 0;
+    for (uint32_t i = 1; i <= MAX_THREADS; i++) {
+        if (th->t[i].used && pthread_equal(th->t[i].tid, me)) return i;
+        if (!th->t[i].used && !free_slot) free_slot = i;
+    }
+    if (!free_slot) return 0;
+    tinfo *t = &th->t[free_slot];
+    memset(t, 0, sizeof *t);
+    t->tid = me;
+    t->used = true;
+    sem_init(&t->sem, 0, 0);
+    return free_slot;
+}
+
+static uint32_t self_index(struct hyi_threads *th) {
+    pthread_mutex_lock(&th->lock);
+    uint32_t i = self_index_locked(th);
+    pthread_mutex_unlock(&th->lock);
+    return i;
+}
+
+/* Own the VM as thread i: at once when it is free, else queue and wait to be handed it. */
+static void own(struct hyi_threads *th, uint32_t i) {
+    pthread_mutex_lock(&th->lock);
+    uint32_t expected = 0;
+    if (atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_acquire,
+                                                memory_order_relaxed)) {
+        pthread_mutex_unlock(&th->lock);
+        return;
+    }
+    th->queue[(th->qhead + th->qlen++) % MAX_THREADS] = i;
+    atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_relaxed);
+    th->t[i].waiting = true;
+    atomic_fetch_add_explicit(&th->waits, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&th->lock);
+    uint64_t t0 = hyi_now_ns();
+    while (sem_wait(&th->t[i].sem) != 0 && errno == EINTR) {}
+    /* The releasing thread stored our index in vmOwner before posting. */
+    atomic_fetch_add_explicit(&th->wait_ns, hyi_now_ns() - t0, memory_order_relaxed);
+}
+
+/* Release the VM held by thread i: hand it to the first waiter, if any. */
+static void release(struct hyi_threads *th) {
+    pthread_mutex_lock(&th->lock);
+    if (th->qlen) {
+        uint32_t next = th->queue[th->qhead];
+        th->qhead = (th->qhead + 1) % MAX_THREADS;
+        th->qlen--;
+        atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_relaxed);
+        th->t[next].waiting = false;
+        atomic_store_explicit(&th->owner, next, memory_order_release);
+        atomic_fetch_add_explicit(&th->handbacks, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&th->lock);
+        sem_post(&th->t[next].sem);
+        return;
+    }
+    atomic_store_explicit(&th->owner, 0, memory_order_release);
+    pthread_mutex_unlock(&th->lock);
+}
+
+bool hyi_thread_attach(hy_vm *vm) {
+    struct hyi_threads *th = vm->threads;
+    uint32_t i = self_index(th);
+    if (!i) return false;
+    if (atomic_load_explicit(&th->owner, memory_order_acquire) != i) own(th, i);
+    return true;
+}
+
+void hyi_thread_detach(hy_vm *vm) {
+    struct hyi_threads *th = vm->threads;
+    uint32_t i = self_index(th);
+    if (i && atomic_load_explicit(&th->owner, memory_order_acquire) == i) release(th);
+}
+
+void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) {
+    struct hyi_threads *th = vm->threads;
+    (void)blocking;
+    c->thread = atomic_load_explicit(&th->owner, memory_order_relaxed);
+    c->seq = atomic_fetch_add_explicit(&th->callout_seq, 1, memory_order_relaxed) + 1;
+    c->start_ns = 0;
+    atomic_fetch_add_explicit(&th->callouts, 1, memory_order_relaxed);
+    /* Fast path: no lock, no syscall, unless another thread is already waiting for the VM. */
+    if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0, 1)) {
+        atomic_store_explicit(&th->owner, 0, memory_order_seq_cst);
+        if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_seq_cst) == 0, 1)) return;
+        /* A waiter arrived between the check and the store: make sure it is served. */
+        pthread_mutex_lock(&th->lock);
+        uint32_t expected = 0;
+        if (th->qlen && atomic_compare_exchange_strong_explicit(&th->owner, &expected, c->thread,
+                                                                 memory_order_acquire, memory_order_relaxed)) {
+            pthread_mutex_unlock(&th->lock);
+            release(th);
+            return;
+        }
+        pthread_mutex_unlock(&th->lock);
+        return;
+    }
+    release(th);
+}
+
+void hyi_callout_end(hy_vm *vm, hyi_callout *c) {
+    struct hyi_threads *th = vm->threads;
+    uint32_t expected = 0;
+    /* Fast path: the VM is still free. */
+    if (__builtin_expect(atomic_compare_exchange_strong_explicit(&th->owner, &expected, c->thread,
+                                                                  memory_order_acquire, memory_order_relaxed), 1))
+        return;
+    own(th, c->thread);
+}
+
+void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
+    struct hyi_threads *th = vm->threads;
+    uint32_t i = self_index(th);
+    st->thread = i;
+    st->was_in_callout = false;
+    own(th, i);
+}
+
+void hyi_callback_leave(hy_vm *vm, hyi_callback_state *st) {
+    (void)st;
+    release(vm->threads);
+}
+
+void hyi_thread_stats_get(hy_vm *vm, hyi_thread_stats *out) {
+    struct hyi_threads *th = vm->threads;
+    out->callouts = atomic_load_explicit(&th->callouts, memory_order_relaxed);
+    out->takeovers = atomic_load_explicit(&th->takeovers, memory_order_relaxed);
+    out->handbacks = atomic_load_explicit(&th->handbacks, memory_order_relaxed);
+    out->waits = atomic_load_explicit(&th->waits, memory_order_relaxed);
+    out->wait_ns = atomic_load_explicit(&th->wait_ns, memory_order_relaxed);
+    out->heartbeats = atomic_load_explicit(&th->heartbeats, memory_order_relaxed);
+    out->workers = atomic_load_explicit(&th->workers, memory_order_relaxed);
+}

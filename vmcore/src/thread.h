@@ -1,0 +1,59 @@
+/*
+ * thread.h -- the threaded VM: which OS thread owns a VM (vmOwner), foreign calls that disown
+ * it (callouts), C code that calls back into it (callbacks), the worker pool and the heartbeat.
+ * DESIGN.md section 4 is the protocol; tests/model holds its Promela model.
+ *
+ * Invariants:
+ *  - At most one thread owns a VM; only the owner touches the heap, the interpreter state and
+ *    any field of hy_vm not marked otherwise.
+ *  - Between hyi_callout_begin and hyi_callout_end the calling thread does not own the VM: it
+ *    must not touch any heap object except pinned bytes it was given, and every oop it needs
+ *    afterwards must be re-read from a GC root (the value stack, HYI_ROOT) after the end,
+ *    because the VM may collect garbage meanwhile.
+ *  - The disown/own fast path (nobody else wanted the VM during the call) takes no syscall.
+ */
+#ifndef HYDRA_THREAD_H
+#define HYDRA_THREAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct hy_vm hy_vm;
+
+/* One callout in flight, on the stack of the calling thread. */
+typedef struct hyi_callout {
+    uint64_t seq;        /* the VM's callout counter when the call started */
+    uint32_t thread;     /* index of the calling thread */
+    uint64_t start_ns;
+} hyi_callout;
+
+/* Start a foreign call on the owning thread: the VM is released (vmOwner := 0). blocking: the
+ * call is known to block (a channel receive...): hand the VM to a worker at once when another
+ * process can run, instead of waiting for the heartbeat. */
+void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking);
+/* The foreign call returned: own the VM again, waiting if another thread owns it. */
+void hyi_callout_end(hy_vm *vm, hyi_callout *c);
+
+/* A callback from C, on any thread (the thread of a callout in flight, or a foreign thread):
+ * own the VM, waiting as long as needed. The state lives on the caller's C stack. */
+typedef struct hyi_callback_state {
+    uint32_t thread;
+    bool was_in_callout;  /* the thread is inside a callout of this VM (nested callback) */
+} hyi_callback_state;
+void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st);
+void hyi_callback_leave(hy_vm *vm, hyi_callback_state *st);
+
+/* Per-VM thread state (vm->threads): created with the VM, freed with it. */
+bool hyi_threads_init(hy_vm *vm);
+void hyi_threads_fini(hy_vm *vm);
+/* The calling thread owns the VM from now on (waiting if needed) / gives it up. */
+bool hyi_thread_attach(hy_vm *vm);
+void hyi_thread_detach(hy_vm *vm);
+
+/* Counters of the threaded VM (readable from Smalltalk and C). */
+typedef struct hyi_thread_stats {
+    uint64_t callouts, takeovers, handbacks, waits, wait_ns, heartbeats, workers;
+} hyi_thread_stats;
+void hyi_thread_stats_get(hy_vm *vm, hyi_thread_stats *out);
+
+#endif
