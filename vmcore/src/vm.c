@@ -554,7 +554,7 @@ static const kernel_class kernel[] = {
     K("Method", method, HYI_FMT_SLOTS),       K("Primitive", primitive, HYI_FMT_SLOTS),
     K("Block", block, HYI_FMT_SLOTS),         K("Block1", block1, HYI_FMT_SLOTS),
     K("Block2", block2, HYI_FMT_SLOTS),       K("Block3", block3, HYI_FMT_SLOTS),
-    K("System", system, HYI_FMT_SLOTS),
+    K("System", system, HYI_FMT_SLOTS),       K("ByteArray", bytearray, HYI_FMT_BYTES),
 };
 #undef K
 
