@@ -535,6 +535,31 @@ static void test_stress_mode_collects_at_every_allocation(void **state) {
     bare_vm_free(vm);
 }
 
+static void test_stress_full_gc_interval_comes_from_the_environment(void **state) {
+    (void)state;
+    setenv("HYDRA_GC_STRESS_FULL_EVERY", "7", 1);
+    hy_vm *vm = calloc(1, sizeof *vm);
+    hyi_heap_config cfg = { .gc_stress = true };
+    assert_true(hyi_heap_init(vm, &cfg));
+    unsetenv("HYDRA_GC_STRESS_FULL_EVERY");
+    assert_int_equal(vm->heap.stress_full_every, 7);
+    assert_true(vm->heap.stress);
+    vm->nil = hyi_heap_alloc_old(vm, 0, HYI_FMT_SLOTS, 0);
+    for (int i = 0; i < 6; i++) assert_true(hyi_heap_alloc(vm, 0, HYI_FMT_SLOTS, 1) != 0);
+    assert_int_equal(vm->heap.stats.full_gcs, 1); /* the 7th allocation counted nil's */
+    bare_vm_free(vm);
+}
+
+static void test_impossible_sizes_fail_without_crashing(void **state) {
+    (void)state;
+    hy_vm *vm = bare_vm(0, 0);
+    assert_int_equal(hyi_heap_alloc(vm, 0, HYI_FMT_INDEXED, UINT32_MAX), 0);
+    assert_int_equal(hyi_heap_alloc(vm, 0, HYI_FMT_BYTES, UINT32_MAX), 0);
+    assert_int_equal(hyi_heap_alloc_old(vm, 0, HYI_FMT_INDEXED, 1u << 30), 0);
+    assert_true(hyi_heap_alloc(vm, 0, HYI_FMT_SLOTS, 1) != 0);
+    bare_vm_free(vm);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_zeroes_bytes_and_fills_slots_with_nil),
@@ -555,6 +580,8 @@ int main(void) {
         cmocka_unit_test(test_heap_limit_makes_allocation_fail_and_heap_recovers),
         cmocka_unit_test(test_stats_count_collections),
         cmocka_unit_test(test_stress_mode_collects_at_every_allocation),
+        cmocka_unit_test(test_stress_full_gc_interval_comes_from_the_environment),
+        cmocka_unit_test(test_impossible_sizes_fail_without_crashing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
