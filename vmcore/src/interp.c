@@ -14,6 +14,7 @@
  *    of ensure:/ifCurtailed: frames it passes, innermost first, each exactly once.
  */
 #include "interp.h"
+#include "process.h"
 #include "bigint.h"
 
 #include <stdlib.h>
@@ -69,9 +70,7 @@ enum { UNWIND_RETURN = 1, UNWIND_RESUME, UNWIND_RESTART, UNWIND_TERMINATE };
 
 /* ---- Stack setup ------------------------------------------------------------------------- */
 
-bool hyi_interp_init(hy_vm *vm) {
-    hyi_stack *s = &vm->stack;
-    size_t slots = vm->config.stack_slots;
+bool hyi_interp_stack_init(hyi_stack *s, size_t slots) {
     if (slots < 4 * SLOT_RESERVE) slots = 4 * SLOT_RESERVE;
     size_t max_frames = slots / 4;
     size_t bytes = slots * sizeof(hyi_oop) + max_frames * sizeof(hyi_frame);
@@ -88,13 +87,20 @@ bool hyi_interp_init(hy_vm *vm) {
     return true;
 }
 
-void hyi_interp_fini(hy_vm *vm) {
-    if (vm->stack.base) munmap(vm->stack.base, vm->stack.reserved_bytes);
-    vm->stack.base = NULL;
+void hyi_interp_stack_fini(hyi_stack *s) {
+    if (s->base) munmap(s->base, s->reserved_bytes);
+    s->base = NULL;
 }
 
-void hyi_interp_visit_roots(hy_vm *vm, void (*visit)(hy_vm *vm, hyi_oop *slot, void *arg), void *arg) {
-    hyi_stack *s = &vm->stack;
+bool hyi_interp_init(hy_vm *vm) {
+    return hyi_interp_stack_init(&vm->stack, vm->config.stack_slots);
+}
+
+void hyi_interp_fini(hy_vm *vm) {
+    hyi_interp_stack_fini(&vm->stack);
+}
+
+void hyi_interp_visit_stack(hy_vm *vm, hyi_stack *s, void (*visit)(hy_vm *vm, hyi_oop *slot, void *arg), void *arg) {
     if (!s->base) return;
     for (hyi_oop *p = s->base; p <= s->sp; p++) visit(vm, p, arg);
     for (uint32_t i = 0; i < s->nframes; i++) {
@@ -104,6 +110,10 @@ void hyi_interp_visit_roots(hy_vm *vm, void (*visit)(hy_vm *vm, hyi_oop *slot, v
         if (fr->ctx) visit(vm, &fr->ctx, arg);
         if (fr->closure) visit(vm, &fr->closure, arg);
     }
+}
+
+void hyi_interp_visit_roots(hy_vm *vm, void (*visit)(hy_vm *vm, hyi_oop *slot, void *arg), void *arg) {
+    hyi_interp_visit_stack(vm, &vm->stack, visit, arg);
     for (int i = 0; i < 8; i++) if (vm->trampolines[i]) visit(vm, &vm->trampolines[i], arg);
     if (vm->unwind_value) visit(vm, &vm->unwind_value, arg);
 }
@@ -168,6 +178,7 @@ void hyi_interp_print_backtrace(hy_vm *vm, int stream) {
         hyi_method *m = fr->method;
         bool tramp = false;
         for (int i = 0; i < 8; i++) tramp |= vm->trampolines[i] && m == hyi_m(vm->trampolines[i]);
+        tramp |= m->holder == vm->nil;   /* entry trampolines of processes */
         if (tramp) continue;
         if (++shown > 60 && k > 10) {
             if (shown == 61) hyi_vm_printf(vm, stream, "  ... %u more frames ...\n", k - 10);
@@ -218,7 +229,7 @@ static hyi_oop trampoline(hy_vm *vm, uint32_t nargs) {
 
 /* ---- The loop ------------------------------------------------------------------------------ */
 
-static hyi_run interpret(hy_vm *vm, hyi_oop *result);
+static hyi_run interpret(hy_vm *vm, hyi_oop *result, uint32_t base);
 
 hyi_run hyi_interp_send(hy_vm *vm, hyi_oop receiver, hyi_oop selector, uint32_t nargs,
                         const hyi_oop *args, hyi_oop *result) {
@@ -253,13 +264,23 @@ hyi_run hyi_interp_send(hy_vm *vm, hyi_oop receiver, hyi_oop selector, uint32_t 
     fr->flags = HYI_FRAME_BASE;
     fr->handler_for = 0;
     hyi_oop r = vm->nil;
-    hyi_run st = interpret(vm, &r);
+    /* A C-level run inside a process: that process cannot be switched out until it returns. */
+    hyi_process *cur = hyi_sched_proc(vm, hyi_sched_current(vm));
+    uint32_t cur_id = hyi_sched_current(vm);
+    if (cur) cur->nested++;
+    hyi_run st = interpret(vm, &r, s->nframes - 1);
+    cur = hyi_sched_proc(vm, cur_id);
+    if (cur) cur->nested--;
     if (st == HYI_RUN_OK) {
         /* The base frame returned: its result sits at fp[0]. */
         s->sp = fp - 1;
         *result = r;
     }
     return st;
+}
+
+hyi_run hyi_interp_resume(hy_vm *vm, hyi_oop *result) {
+    return interpret(vm, result, 0);
 }
 
 hy_err hyi_interp_run_main(hy_vm *vm, hyi_oop cls, hyi_oop args, int *exit_status) {
@@ -269,8 +290,10 @@ hy_err hyi_interp_run_main(hy_vm *vm, hyi_oop cls, hyi_oop args, int *exit_statu
     hyi_oop result;
     hyi_oop sel = hyi_symbol_c(vm, "initialize:");
     if (!sel) return HY_ENOMEM;
-    hyi_run st = hyi_interp_send(vm, vm->system, sel, 1, &args, &result);
-    *exit_status = st == HYI_RUN_OK ? 0 : vm->exit_code;
+    (void)result;
+    hyi_run st = hyi_sched_run_main(vm, vm->system, sel, args);
+    /* Normal end or System exit: give exit_code; an unhandled error leaves it non-zero. */
+    *exit_status = st == HYI_RUN_OK || vm->exiting ? vm->exit_code : (vm->exit_code ? vm->exit_code : 1);
     vm->stack.nframes = 0;
     vm->stack.sp = vm->stack.base - 1;
     vm->exiting = false;
@@ -320,14 +343,13 @@ static hyi_oop number_increment(hy_vm *vm, hyi_oop n) {
     return 1;
 }
 
-static hyi_run interpret(hy_vm *vm, hyi_oop *result) {
+static hyi_run interpret(hy_vm *vm, hyi_oop *result, uint32_t base) {
     static const void *const dispatch[HYI_OP_COUNT] = {
 #define HYI_X_LABEL(name, nops, doc) &&op_##name,
         HYI_BYTECODES(HYI_X_LABEL)
 #undef HYI_X_LABEL
     };
     hyi_stack *const stk = &vm->stack;
-    const uint32_t base = stk->nframes - 1;
     hyi_frame *f;
     hyi_method *m;
     const uint8_t *ip;
@@ -339,6 +361,7 @@ static hyi_run interpret(hy_vm *vm, hyi_oop *result) {
     uint32_t s_nargs = 0;
     hyi_ic *s_ic = NULL;
     hyi_oop s_method = 0;
+    hyi_sched_act s_act = HYI_SCHED_CONTINUE;
     /* Unwind state. */
     uint32_t u_target = 0;
     int u_kind = 0;
@@ -618,7 +641,7 @@ op_RETURN_NONLOCAL: {
 op_JUMP: ip += 2 + I16(0); NEXT();
 op_JUMP_BACK: {
     ip = ip + 2 - U16(0);
-    if (__builtin_expect(vm->attention, 0)) { /* polled; nothing to serve yet in a single-process VM */ }
+    if (__builtin_expect(atomic_load_explicit(&vm->attention, memory_order_relaxed), 0)) goto poll;
     NEXT();
 }
 op_JUMP_IF_TRUE: {
@@ -665,7 +688,7 @@ op_FOR_STEP: {
         if (!__builtin_add_overflow((intptr_t)i, 2, &r)) {
             *pi = (hyi_oop)r;
             ip = (intptr_t)r <= (intptr_t)lim ? ip + 4 - U16(2) : ip + 4;
-            if (__builtin_expect(vm->attention, 0)) { /* polled */ }
+            if (__builtin_expect(atomic_load_explicit(&vm->attention, memory_order_relaxed), 0)) goto poll;
             NEXT();
         }
         ip += 4; /* counter would overflow: it reached the SmallInteger limit */
@@ -755,7 +778,7 @@ invoke: {
     m = nm;
     ip = hyi_method_code(m);
     lits = m->literals != nil ? hyi_slots(m->literals) : NULL;
-    if (__builtin_expect(vm->attention, 0)) { /* polled */ }
+    if (__builtin_expect(atomic_load_explicit(&vm->attention, memory_order_relaxed), 0)) goto poll;
     NEXT();
 }
 activate_block: {
@@ -865,7 +888,7 @@ primitive: {
         sp -= s_nargs + 1;
         ip = hyi_method_code(m);
         sp = fp + m->num_args + m->num_temps;
-        if (__builtin_expect(vm->attention, 0)) { /* polled */ }
+        if (__builtin_expect(atomic_load_explicit(&vm->attention, memory_order_relaxed), 0)) goto poll;
         NEXT();
     case CTL_PERFORM: case CTL_PERFORM_ARGS: case CTL_PERFORM_SUPER: case CTL_PERFORM_ARGS_SUPER: {
         int ctl = def->control;
@@ -1038,11 +1061,67 @@ primitive: {
         SAVE();
         goto exit_now;
     }
+    case HYI_CTL_YIELD: case HYI_CTL_SEM_WAIT: case HYI_CTL_SEM_SIGNAL: case HYI_CTL_DELAY_WAIT:
+    case HYI_CTL_PROCESS_RESUME: case HYI_CTL_PROCESS_SUSPEND: case HYI_CTL_PROCESS_TERMINATE: {
+        static const int ops[] = { HYI_SCHED_OP_YIELD, HYI_SCHED_OP_WAIT, HYI_SCHED_OP_SIGNAL, HYI_SCHED_OP_DELAY,
+                                   HYI_SCHED_OP_RESUME, HYI_SCHED_OP_SUSPEND, HYI_SCHED_OP_TERMINATE };
+        hyi_oop r = nil;
+        SAVE();
+        hyi_sched_act a = hyi_sched_control(vm, ops[def->control - HYI_CTL_YIELD], sp - s_nargs, s_nargs, &r);
+        LOAD();
+        sp -= s_nargs;
+        if (a == HYI_SCHED_FAIL) goto raise_message;
+        *sp = r;
+        s_act = a;
+        goto sched_act;
+    }
     default:
         sp -= s_nargs;
         snprintf(vm->prim_message, sizeof vm->prim_message, "unknown control primitive");
         goto raise_message;
     }
+}
+
+/* ---- Processes ------------------------------------------------------------------------------ */
+poll: {
+    SAVE();
+    s_act = hyi_sched_poll(vm);
+    LOAD();
+    goto sched_act;
+}
+sched_act: {
+    /* Only a process at top level (this run is the scheduler's) can leave the thread. */
+    hyi_process *cur = hyi_sched_proc(vm, hyi_sched_current(vm));
+    bool top = base == 0 && cur && cur->nested == 0;
+    switch (s_act) {
+    case HYI_SCHED_CONTINUE: case HYI_SCHED_FAIL:
+        NEXT();
+    case HYI_SCHED_SWITCH:
+        if (!top) NEXT();
+        SAVE();
+        hyi_sched_switch_out(vm, true);
+        return HYI_RUN_SWITCH;
+    case HYI_SCHED_HANDBACK:
+        if (!top) NEXT();
+        SAVE();
+        return HYI_RUN_HANDBACK;
+    case HYI_SCHED_BLOCK:
+        SAVE();
+        if (top) {
+            hyi_sched_switch_out(vm, false);
+            return HYI_RUN_SWITCH;
+        } else {
+            hyi_run st = hyi_sched_block_nested(vm);
+            LOAD();
+            if (st != HYI_RUN_OK) goto exit_now;
+            NEXT();
+        }
+    case HYI_SCHED_TERMINATE:
+        SAVE();
+        u_kind = UNWIND_TERMINATE; u_target = 0; u_value = nil;
+        goto unwind;
+    }
+    NEXT();
 }
 
 /* Signal an Error whose text is vm->prim_message, with the receiver on top of the stack:

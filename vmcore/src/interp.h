@@ -20,9 +20,17 @@ typedef enum hyi_run {
     HYI_RUN_OK = 0,     /* the call returned; result delivered */
     HYI_RUN_UNWIND = 1, /* a non-local return or exception return targets a frame below the call */
     HYI_RUN_EXIT = 2,   /* the process ends (System exit:, unhandled error) */
+    HYI_RUN_SWITCH = 3, /* the process was switched out (saved); run another */
+    HYI_RUN_HANDBACK = 4, /* a waiting thread must get the VM: the process stays runnable */
 } hyi_run;
 
 bool hyi_interp_init(hy_vm *vm);
+/* A process stack of about `slots` value slots (reserved lazily) / its release. */
+bool hyi_interp_stack_init(hyi_stack *s, size_t slots);
+void hyi_interp_stack_fini(hyi_stack *s);
+void hyi_interp_visit_stack(hy_vm *vm, hyi_stack *s, void (*visit)(hy_vm *vm, hyi_oop *slot, void *arg), void *arg);
+/* Continue the installed process at top level until it ends (OK/EXIT) or is switched out. */
+hyi_run hyi_interp_resume(hy_vm *vm, hyi_oop *result);
 void hyi_interp_fini(hy_vm *vm);
 void hyi_interp_visit_roots(hy_vm *vm, void (*visit)(hy_vm *vm, hyi_oop *slot, void *arg), void *arg);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "process.h"
 #include "vm.h"
 
 #define MAX_THREADS 256
@@ -24,6 +25,7 @@ typedef struct tinfo {
     bool used;
     bool waiting;
     uint32_t depth;        /* nested callouts of this thread in flight */
+    int want_priority;     /* priority of the process it brings when waiting */
     sem_t sem;
 } tinfo;
 
@@ -35,6 +37,7 @@ struct hyi_threads {
     _Atomic uint32_t nwaiting;       /* qlen, readable without the lock */
     tinfo t[MAX_THREADS + 1];        /* by index; 0 unused */
     _Atomic uint64_t callout_seq;
+    _Atomic uint64_t in_callout;     /* seq of the callout that left the VM unowned, 0 = none */
     _Atomic uint64_t callouts, takeovers, handbacks, waits, wait_ns, heartbeats, workers;
 };
 
@@ -82,8 +85,9 @@ static uint32_t self_index(struct hyi_threads *th) {
     return i;
 }
 
-/* Own the VM as thread i: at once when it is free, else queue and wait to be handed it. */
-static void own(struct hyi_threads *th, uint32_t i) {
+/* Own the VM as thread i: at once when it is free, else queue and wait to be handed it. The
+ * owner notices the queue at its next attention poll. */
+static void own(hy_vm *vm, struct hyi_threads *th, uint32_t i, int priority) {
     pthread_mutex_lock(&th->lock);
     uint32_t expected = 0;
     if (atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_acquire,
@@ -94,8 +98,10 @@ static void own(struct hyi_threads *th, uint32_t i) {
     th->queue[(th->qhead + th->qlen++) % MAX_THREADS] = i;
     atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_relaxed);
     th->t[i].waiting = true;
+    th->t[i].want_priority = priority;
     atomic_fetch_add_explicit(&th->waits, 1, memory_order_relaxed);
     pthread_mutex_unlock(&th->lock);
+    atomic_store_explicit(&vm->attention, 1, memory_order_release);
     uint64_t t0 = hyi_now_ns();
     while (sem_wait(&th->t[i].sem) != 0 && errno == EINTR) {}
     /* The releasing thread stored our index in vmOwner before posting. */
@@ -125,7 +131,7 @@ bool hyi_thread_attach(hy_vm *vm) {
     struct hyi_threads *th = vm->threads;
     uint32_t i = self_index(th);
     if (!i) return false;
-    if (atomic_load_explicit(&th->owner, memory_order_acquire) != i) own(th, i);
+    if (atomic_load_explicit(&th->owner, memory_order_acquire) != i) own(vm, th, i, 1000);
     return true;
 }
 
@@ -140,7 +146,9 @@ void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) {
     (void)blocking;
     c->thread = atomic_load_explicit(&th->owner, memory_order_relaxed);
     c->seq = atomic_fetch_add_explicit(&th->callout_seq, 1, memory_order_relaxed) + 1;
+    c->process = hyi_sched_current(vm);
     c->start_ns = 0;
+    atomic_store_explicit(&th->in_callout, c->seq, memory_order_relaxed);
     atomic_fetch_add_explicit(&th->callouts, 1, memory_order_relaxed);
     /* Fast path: no lock, no syscall, unless another thread is already waiting for the VM. */
     if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0, 1)) {
@@ -165,10 +173,14 @@ void hyi_callout_end(hy_vm *vm, hyi_callout *c) {
     struct hyi_threads *th = vm->threads;
     uint32_t expected = 0;
     /* Fast path: the VM is still free. */
-    if (__builtin_expect(atomic_compare_exchange_strong_explicit(&th->owner, &expected, c->thread,
-                                                                  memory_order_acquire, memory_order_relaxed), 1))
-        return;
-    own(th, c->thread);
+    if (!atomic_compare_exchange_strong_explicit(&th->owner, &expected, c->thread, memory_order_acquire,
+                                                 memory_order_relaxed)) {
+        hyi_process *p = hyi_sched_proc(vm, c->process);
+        own(vm, th, c->thread, p ? (int)p->priority : 1000);
+    }
+    atomic_store_explicit(&th->in_callout, 0, memory_order_relaxed);
+    /* If a worker ran other processes meanwhile, this thread's process comes back. */
+    if (c->process) hyi_sched_reinstall(vm, c->process);
 }
 
 void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
@@ -176,7 +188,7 @@ void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
     uint32_t i = self_index(th);
     st->thread = i;
     st->was_in_callout = false;
-    own(th, i);
+    own(vm, th, i, 1000);
 }
 
 void hyi_callback_leave(hy_vm *vm, hyi_callback_state *st) {
@@ -193,4 +205,52 @@ void hyi_thread_stats_get(hy_vm *vm, hyi_thread_stats *out) {
     out->wait_ns = atomic_load_explicit(&th->wait_ns, memory_order_relaxed);
     out->heartbeats = atomic_load_explicit(&th->heartbeats, memory_order_relaxed);
     out->workers = atomic_load_explicit(&th->workers, memory_order_relaxed);
+}
+
+uint32_t hyi_thread_self(hy_vm *vm) { return self_index(vm->threads); }
+
+int hyi_thread_waiting_priority(hy_vm *vm) {
+    struct hyi_threads *th = vm->threads;
+    if (atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0) return -1;
+    pthread_mutex_lock(&th->lock);
+    int pr = th->qlen ? th->t[th->queue[th->qhead]].want_priority : -1;
+    pthread_mutex_unlock(&th->lock);
+    return pr;
+}
+
+bool hyi_thread_in_callout(hy_vm *vm, uint64_t *seq) {
+    struct hyi_threads *th = vm->threads;
+    uint64_t s = atomic_load_explicit(&th->in_callout, memory_order_relaxed);
+    *seq = s;
+    return s != 0 && atomic_load_explicit(&th->owner, memory_order_acquire) == 0;
+}
+
+bool hyi_thread_try_takeover(hy_vm *vm) {
+    struct hyi_threads *th = vm->threads;
+    pthread_mutex_lock(&th->lock);
+    uint32_t i = self_index_locked(th);
+    uint32_t expected = 0;
+    bool ok = i && th->qlen == 0 && atomic_load_explicit(&th->in_callout, memory_order_relaxed) != 0 &&
+              atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_acquire,
+                                                      memory_order_relaxed);
+    pthread_mutex_unlock(&th->lock);
+    if (ok) atomic_fetch_add_explicit(&th->takeovers, 1, memory_order_relaxed);
+    return ok;
+}
+
+void hyi_thread_handback(hy_vm *vm) { release(vm->threads); }
+
+void hyi_thread_own_again(hy_vm *vm) {
+    struct hyi_threads *th = vm->threads;
+    own(vm, th, self_index(th), 0);
+}
+
+void hyi_thread_release_worker(hy_vm *vm) { release(vm->threads); }
+
+void hyi_thread_count_heartbeat(hy_vm *vm) {
+    atomic_fetch_add_explicit(&vm->threads->heartbeats, 1, memory_order_relaxed);
+}
+
+void hyi_thread_count_worker(hy_vm *vm) {
+    atomic_fetch_add_explicit(&vm->threads->workers, 1, memory_order_relaxed);
 }

@@ -24,6 +24,7 @@ typedef struct hy_vm hy_vm;
 typedef struct hyi_callout {
     uint64_t seq;        /* the VM's callout counter when the call started */
     uint32_t thread;     /* index of the calling thread */
+    uint32_t process;    /* the process making the call (reinstalled when it returns) */
     uint64_t start_ns;
 } hyi_callout;
 
@@ -49,6 +50,17 @@ void hyi_threads_fini(hy_vm *vm);
 /* The calling thread owns the VM from now on (waiting if needed) / gives it up. */
 bool hyi_thread_attach(hy_vm *vm);
 void hyi_thread_detach(hy_vm *vm);
+
+/* For the scheduler (process.c). */
+uint32_t hyi_thread_self(hy_vm *vm);                 /* index of the calling thread */
+int hyi_thread_waiting_priority(hy_vm *vm);          /* priority of the first waiter, -1 if none */
+bool hyi_thread_in_callout(hy_vm *vm, uint64_t *seq); /* unowned inside callout *seq */
+bool hyi_thread_try_takeover(hy_vm *vm);             /* a worker owns the VM left in a callout */
+void hyi_thread_handback(hy_vm *vm);                 /* give the VM to the first waiter */
+void hyi_thread_own_again(hy_vm *vm);                /* own the VM (queue at the lowest priority) */
+void hyi_thread_release_worker(hy_vm *vm);           /* a worker leaves the VM */
+void hyi_thread_count_heartbeat(hy_vm *vm);
+void hyi_thread_count_worker(hy_vm *vm);
 
 /* Counters of the threaded VM (readable from Smalltalk and C). */
 typedef struct hyi_thread_stats {

@@ -12,6 +12,7 @@
  */
 #include "vm.h"
 #include "thread.h"
+#include "process.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -515,6 +516,7 @@ void hyi_vm_visit_roots(hy_vm *vm, void (*visit)(hy_vm *vm, hyi_oop *slot, void 
     for (uint32_t i = 0; i < vm->globals.cap; i++) if (vm->globals.keys[i]) visit(vm, &vm->globals.keys[i], arg);
     for (uint32_t i = 0; i < vm->num_temp_roots; i++) visit(vm, vm->temp_roots[i], arg);
     hyi_interp_visit_roots(vm, visit, arg);
+    hyi_sched_visit_roots(vm, visit, arg);
 }
 
 /* ---- Bootstrap -------------------------------------------------------------------------- */
@@ -682,7 +684,7 @@ hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
     vm->start_ns = hyi_now_ns();
     hyi_heap_config hc = { .limit = cfg->heap_limit, .eden_size = cfg->eden_size, .gc_stress = false };
     if (!set_classpath(vm, cfg->classpath) || !hyi_threads_init(vm) || !hyi_thread_attach(vm) ||
-        !hyi_heap_init(vm, &hc) || !hyi_interp_init(vm)) {
+        !hyi_heap_init(vm, &hc) || !hyi_interp_init(vm) || !hyi_sched_init(vm)) {
         hy_vm_free(vm);
         return HY_ENOMEM;
     }
@@ -701,6 +703,7 @@ hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
 
 void hy_vm_free(hy_vm *vm) {
     if (!vm) return;
+    hyi_sched_fini(vm);
     hyi_interp_fini(vm);
     hyi_heap_fini(vm);
     hyi_threads_fini(vm);

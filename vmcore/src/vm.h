@@ -10,6 +10,7 @@
 #ifndef HYDRA_VM_H
 #define HYDRA_VM_H
 
+#include <stdatomic.h>
 #include <stdio.h>
 
 #include "hydra/hy_vm.h"
@@ -85,7 +86,8 @@ struct hy_vm {
     hyi_classes cls;
     hyi_symbols sym;
     hyi_oop special;          /* Array reserved for later modules (processes, FFI) */
-    struct hyi_threads *threads; /* ownership, callouts, workers, heartbeat (thread.c) */
+    struct hyi_threads *threads; /* ownership, callouts (thread.c) */
+    struct hyi_sched *sched;  /* processes, scheduler, workers, heartbeat (process.c) */
 
     hyi_table symbols;        /* interned Symbols (old space) */
     hyi_table globals;        /* global cells keyed by their key symbol */
@@ -97,7 +99,7 @@ struct hy_vm {
     /* Execution. */
     hyi_stack stack;          /* the running process's stacks */
     uint64_t next_serial;
-    volatile int attention;   /* set to ask the interpreter to poll (other threads may write) */
+    _Atomic int attention;    /* set to ask the interpreter to poll (other threads may write) */
     int exit_code;            /* value given to System exit:, or 1 after an unhandled error */
     bool exiting;             /* System exit: was called: unwind everything and stop */
     bool overflow_active;     /* a stack overflow error is being handled (reserve in use) */
