@@ -5,7 +5,8 @@
 #
 # SOM_DIR is a checkout of the SOM-st/SOM repository that you provide (its TestSuite/ folder is
 # used; nothing is fetched). Extra arguments go to TestHarness, e.g. a single suite name
-# (`Integer`) or --fail-on-optionals. Needs build/host/hydra (scripts/setup.sh builds it).
+# (`Integer`) or --fail-on-optionals. Runs build/host/hydra (scripts/setup.sh builds it), or the
+# binary named by HYDRA.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +17,7 @@ if [ $# -lt 1 ] || [ ! -f "$1/TestSuite/TestHarness.som" ]; then
 fi
 som=$(cd "$1" && pwd); shift
 hydra=${HYDRA:-$root/build/host/hydra}
+[[ $hydra == /* ]] || hydra=$PWD/$hydra
 if [ ! -x "$hydra" ]; then
     echo "conformance: $hydra not found; run scripts/setup.sh first" >&2
     exit 2

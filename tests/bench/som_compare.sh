@@ -24,6 +24,7 @@ som=$(cd "$1" && pwd)
 sompp=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
 iter=${3:-5}
 hydra=${HYDRA:-$root/build/host/hydra}
+[[ $hydra == /* ]] || hydra=$PWD/$hydra
 core=$root/images/core
 sompp_core=${SOMPP_CORE:-Smalltalk}
 if [ ! -x "$hydra" ]; then
