@@ -36,10 +36,14 @@ struct hyi_sched {
     uint32_t free_ids;           /* list of free records through next */
     uint32_t runq_head[HYI_PRIORITIES + 1], runq_tail[HYI_PRIORITIES + 1];
     uint32_t timers;             /* DELAYED processes by wake_ns */
+    _Atomic uint64_t next_timer; /* wake_ns of the first timer, 0 = none (read by the heartbeat) */
+    _Atomic bool hb_parked;
+    _Atomic bool tick;           /* a heartbeat tick since the last poll (time slicing) */
     uint32_t current;            /* installed process */
     uint32_t main;
     _Atomic uint32_t nrunnable;  /* processes in run queues (read by the heartbeat) */
     _Atomic bool done;           /* the program has ended */
+    _Atomic bool running;        /* a program runs (the heartbeat may be needed) */
     hyi_run main_status;
     hyi_oop fork_tramp;          /* `SEND #value; RETURN_TOP` for a forked block */
     hyi_oop main_tramp;          /* `SEND selector:; RETURN_TOP` for the main process */
@@ -53,7 +57,8 @@ struct hyi_sched {
     pthread_mutex_t idle_lock;
     pthread_cond_t idle_cond;
     uint32_t idle_sleepers;
-    bool wakeup;                  /* under idle_lock: something happened */
+    bool wakeup;                  /* under idle_lock: something happened (for idle threads) */
+    uint64_t kicks;               /* under idle_lock: wake-ups so far (for the heartbeat) */
     pthread_t heartbeat;
     bool heartbeat_started;
     _Atomic bool stop_heartbeat;
@@ -82,6 +87,7 @@ static void attention(hy_vm *vm) { atomic_store_explicit(&vm->attention, 1, memo
 static void wake_idle(hyi_sched *s) {
     pthread_mutex_lock(&s->idle_lock);
     s->wakeup = true;
+    s->kicks++;
     pthread_cond_broadcast(&s->idle_cond);
     pthread_mutex_unlock(&s->idle_lock);
 }
@@ -261,8 +267,9 @@ bool hyi_sched_init(hy_vm *vm) {
     pthread_mutex_init(&s->idle_lock, NULL);
     pthread_cond_init(&s->idle_cond, NULL);
     sem_init(&s->worker_sem, 0, 0);
-    s->beat_ns = 1000000;
-    s->max_workers = DEFAULT_WORKERS;
+    s->beat_ns = 1000000000u / (vm->config.heartbeat_hz ? vm->config.heartbeat_hz : 1000);
+    s->max_workers = vm->config.max_workers ? vm->config.max_workers : DEFAULT_WORKERS;
+    if (s->max_workers > 64) s->max_workers = 64;
     vm->sched = s;
     return true;
 }
@@ -315,7 +322,7 @@ static bool make_runnable(hy_vm *vm, uint32_t id) {
     hyi_sched *s = S(vm);
     runq_push(s, id, false);
     uint32_t cur = s->current;
-    if (s->idle_sleepers) wake_idle(s);
+    if (s->idle_sleepers || atomic_load_explicit(&s->hb_parked, memory_order_relaxed)) wake_idle(s);
     return cur && s->procs[id].priority > s->procs[cur].priority;
 }
 
@@ -367,16 +374,22 @@ static void proc_sem_unlink(hy_vm *vm, uint32_t id) {
     p->next = 0;
 }
 
+static void timers_changed(hyi_sched *s) {
+    atomic_store_explicit(&s->next_timer, s->timers ? s->procs[s->timers].wake_ns : 0, memory_order_release);
+}
+
 static void timer_insert(hyi_sched *s, uint32_t id) {
     uint32_t *link = &s->timers;
     while (*link && s->procs[*link].wake_ns <= s->procs[id].wake_ns) link = &s->procs[*link].next;
     s->procs[id].next = *link;
     *link = id;
+    timers_changed(s);
 }
 
 static void timer_remove(hyi_sched *s, uint32_t id) {
     for (uint32_t *link = &s->timers; *link; link = &s->procs[*link].next)
-        if (*link == id) { *link = s->procs[id].next; s->procs[id].next = 0; return; }
+        if (*link == id) { *link = s->procs[id].next; s->procs[id].next = 0; break; }
+    timers_changed(s);
 }
 
 /* Wake due delays and signalled external semaphores; true when the running process should
@@ -388,6 +401,7 @@ static bool serve_events(hy_vm *vm) {
     while (s->timers && s->procs[s->timers].wake_ns <= now) {
         uint32_t id = s->timers;
         s->timers = s->procs[id].next;
+        timers_changed(s);
         preempt |= make_runnable(vm, id);
     }
     for (uint32_t i = 0; i < s->nexternal; i++) {
@@ -408,6 +422,9 @@ hyi_sched_act hyi_sched_poll(hy_vm *vm) {
     hyi_process *p = &s->procs[cur];
     if (hyi_thread_waiting_priority(vm) >= (int)p->priority) return HYI_SCHED_HANDBACK;
     if (preempt) return HYI_SCHED_SWITCH;
+    if (atomic_exchange_explicit(&s->tick, false, memory_order_relaxed) && vm->config.timeslice &&
+        best_runnable_priority(s) >= p->priority)
+        return HYI_SCHED_SWITCH;
     return HYI_SCHED_CONTINUE;
 }
 
@@ -623,14 +640,62 @@ void hyi_heartbeat_kick(hy_vm *vm) {
 
 static void start_worker(hy_vm *vm);
 
+static void wake_worker(hy_vm *vm) {
+    hyi_sched *s = S(vm);
+    if (atomic_load(&s->idle_workers) > 0) sem_post(&s->worker_sem);
+    else start_worker(vm);
+}
+
+void hyi_sched_handoff(hy_vm *vm, bool force) {
+    hyi_sched *s = S(vm);
+    if (force || atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0) wake_worker(vm);
+}
+
 /* Each beat: make due delays known (attention), and when the VM has sat in the same callout for
- * a whole beat while processes could run, wake (or start) a worker to take it over. Parks
- * while there is nothing to watch. */
+ * a whole beat while processes could run, wake (or start) a worker to take it over. The
+ * heartbeat parks (no timer, no CPU) while nothing can need it: no process runnable, no delay
+ * pending, and the VM idle or only inside callouts declared blocking. */
+static bool heartbeat_needed_when(hy_vm *vm, bool idle) {
+    hyi_sched *s = S(vm);
+    /* A due delay wakes an idle thread by itself; a busy VM needs the beat to notice it. */
+    if (!idle && atomic_load_explicit(&s->next_timer, memory_order_acquire)) return true;
+    uint64_t seq;
+    bool blocking;
+    bool in_callout = hyi_thread_in_callout(vm, &seq, &blocking);
+    bool runnable = atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0;
+    if (in_callout) return !blocking || runnable;
+    /* Owned and running: a callout may start at any moment. */
+    return !idle && atomic_load_explicit(&s->running, memory_order_relaxed);
+}
+
+/* Called with idle_lock held. */
+static bool heartbeat_needed_locked(hy_vm *vm) { return heartbeat_needed_when(vm, S(vm)->idle_sleepers > 0); }
+
+static bool heartbeat_needed(hy_vm *vm) {
+    hyi_sched *s = S(vm);
+    pthread_mutex_lock(&s->idle_lock);
+    bool r = heartbeat_needed_locked(vm);
+    pthread_mutex_unlock(&s->idle_lock);
+    return r;
+}
+
 static void *heartbeat_main(void *arg) {
     hy_vm *vm = arg;
     hyi_sched *s = S(vm);
     uint64_t last_seq = 0;
     while (!atomic_load(&s->stop_heartbeat)) {
+        if (!heartbeat_needed(vm)) {
+            pthread_mutex_lock(&s->idle_lock);
+            atomic_store(&s->hb_parked, true);
+            /* Re-check under the lock: a kick between the check and the wait is not lost. */
+            uint64_t seen = s->kicks;
+            while (s->kicks == seen && !atomic_load(&s->stop_heartbeat) && !heartbeat_needed_locked(vm))
+                pthread_cond_wait(&s->idle_cond, &s->idle_lock);
+            atomic_store(&s->hb_parked, false);
+            pthread_mutex_unlock(&s->idle_lock);
+            last_seq = 0;
+            continue;
+        }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         uint64_t ns = (uint64_t)ts.tv_nsec + s->beat_ns;
@@ -639,15 +704,21 @@ static void *heartbeat_main(void *arg) {
         pthread_mutex_lock(&s->idle_lock);
         pthread_cond_timedwait(&s->idle_cond, &s->idle_lock, &ts);
         pthread_mutex_unlock(&s->idle_lock);
-        if (atomic_load(&s->stop_heartbeat) || atomic_load(&s->done)) break;
+        if (atomic_load(&s->stop_heartbeat)) break;
         hyi_thread_count_heartbeat(vm);
-        attention(vm);
+        atomic_store_explicit(&s->tick, true, memory_order_relaxed);
+        uint64_t due = atomic_load_explicit(&s->next_timer, memory_order_acquire);
+        if (due && hyi_now_ns() >= due) {
+            attention(vm);
+            wake_idle(s);
+        } else if (vm->config.timeslice) {
+            attention(vm);
+        }
         uint64_t seq;
-        if (hyi_thread_in_callout(vm, &seq)) {
-            if (seq == last_seq && atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0) {
-                if (atomic_load(&s->idle_workers) > 0) sem_post(&s->worker_sem);
-                else start_worker(vm);
-            }
+        bool blocking;
+        if (hyi_thread_in_callout(vm, &seq, &blocking)) {
+            /* The same callout for a whole beat, and work to do: take the VM over. */
+            if (seq == last_seq && atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0) wake_worker(vm);
             last_seq = seq;
         } else {
             last_seq = 0;
@@ -683,6 +754,8 @@ static void idle_wait(hy_vm *vm, uint32_t self) {
     }
     s->wakeup = false;
     s->idle_sleepers--;
+    s->kicks++;
+    pthread_cond_broadcast(&s->idle_cond);   /* the heartbeat may be needed again */
     pthread_mutex_unlock(&s->idle_lock);
     hyi_callout_end(vm, &c);
 }
@@ -818,7 +891,10 @@ hyi_run hyi_sched_run_main(hy_vm *vm, hyi_oop receiver, hyi_oop selector, hyi_oo
     atomic_store(&s->done, false);
     s->main_status = HYI_RUN_OK;
     runq_push(s, id, false);
+    atomic_store(&s->running, true);
+    hyi_heartbeat_kick(vm);
     hyi_run st = run_loop(vm, 0, false);
+    atomic_store(&s->running, false);
     /* Leave the VM's stack empty and no process behind for the next run. */
     save_current(vm);
     vm->stack = s->procs[id].stack;

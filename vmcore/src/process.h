@@ -95,6 +95,9 @@ void hyi_sched_reinstall(hy_vm *vm, uint32_t id);
 void hyi_sched_signal_external(hy_vm *vm, uint32_t index);
 /* Start the heartbeat if needed, or wake it to look again. */
 void hyi_heartbeat_kick(hy_vm *vm);
+/* A callout declared blocking started (any thread may call): wake a worker when a process can
+ * run (always when force). */
+void hyi_sched_handoff(hy_vm *vm, bool force);
 
 /* Run the program's main process (`receiver selector arg`) and every other process until the
  * main process ends or the program exits; on the calling thread plus workers. */

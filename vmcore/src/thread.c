@@ -148,7 +148,14 @@ void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) {
     c->seq = atomic_fetch_add_explicit(&th->callout_seq, 1, memory_order_relaxed) + 1;
     c->process = hyi_sched_current(vm);
     c->start_ns = 0;
-    atomic_store_explicit(&th->in_callout, c->seq, memory_order_relaxed);
+    atomic_store_explicit(&th->in_callout, c->seq << 1 | (blocking ? 1u : 0u), memory_order_relaxed);
+    if (__builtin_expect(blocking || vm->config.takeover_stress, 0)) {
+        /* Known to block (or stress): let a worker take the VM at once. */
+        atomic_store_explicit(&th->owner, 0, memory_order_seq_cst);
+        if (atomic_load_explicit(&th->nwaiting, memory_order_seq_cst)) release(th);
+        hyi_sched_handoff(vm, vm->config.takeover_stress);
+        return;
+    }
     atomic_fetch_add_explicit(&th->callouts, 1, memory_order_relaxed);
     /* Fast path: no lock, no syscall, unless another thread is already waiting for the VM. */
     if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0, 1)) {
@@ -218,10 +225,11 @@ int hyi_thread_waiting_priority(hy_vm *vm) {
     return pr;
 }
 
-bool hyi_thread_in_callout(hy_vm *vm, uint64_t *seq) {
+bool hyi_thread_in_callout(hy_vm *vm, uint64_t *seq, bool *blocking) {
     struct hyi_threads *th = vm->threads;
     uint64_t s = atomic_load_explicit(&th->in_callout, memory_order_relaxed);
-    *seq = s;
+    *seq = s >> 1;
+    *blocking = s & 1;
     return s != 0 && atomic_load_explicit(&th->owner, memory_order_acquire) == 0;
 }
 

@@ -54,7 +54,7 @@ void hyi_thread_detach(hy_vm *vm);
 /* For the scheduler (process.c). */
 uint32_t hyi_thread_self(hy_vm *vm);                 /* index of the calling thread */
 int hyi_thread_waiting_priority(hy_vm *vm);          /* priority of the first waiter, -1 if none */
-bool hyi_thread_in_callout(hy_vm *vm, uint64_t *seq); /* unowned inside callout *seq */
+bool hyi_thread_in_callout(hy_vm *vm, uint64_t *seq, bool *blocking); /* unowned inside callout *seq */
 bool hyi_thread_try_takeover(hy_vm *vm);             /* a worker owns the VM left in a callout */
 void hyi_thread_handback(hy_vm *vm);                 /* give the VM to the first waiter */
 void hyi_thread_own_again(hy_vm *vm);                /* own the VM (queue at the lowest priority) */

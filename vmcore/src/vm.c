@@ -86,6 +86,12 @@ void hy_config_init(hy_config *cfg) {
 #ifdef HYDRA_GC_STRESS
     cfg->gc_stress = true;
 #endif
+    const char *ts = getenv("HYDRA_TAKEOVER_STRESS");
+    if (ts && *ts && strcmp(ts, "0") != 0) cfg->takeover_stress = true;
+}
+
+void hy_vm_signal_semaphore(hy_vm *vm, unsigned index) {
+    if (vm) hyi_sched_signal_external(vm, index);
 }
 
 const char *hy_vm_last_error(const hy_vm *vm) {

@@ -47,11 +47,20 @@ typedef struct hy_config {
     bool gc_stress;          /* collect at every allocation (slow; for testing) */
     hy_write_fn write;       /* output sink; NULL = stdout/stderr */
     void *write_ctx;
+    /* The threaded VM. */
+    unsigned heartbeat_hz;   /* heartbeat rate; 0 = default (1000) */
+    unsigned max_workers;    /* worker threads that may take the VM over; 0 = default (4) */
+    bool timeslice;          /* preempt processes of equal priority on heartbeat ticks */
+    bool takeover_stress;    /* force a takeover at every callout (slow; for testing) */
 } hy_config;
 
 /* Fill cfg with the defaults: no class path, no heap limit, default eden and stack, no stress,
  * output to stdout/stderr. gc_stress defaults to true in HYDRA_GC_STRESS builds. */
 void hy_config_init(hy_config *cfg);
+
+/* Signal the external semaphore `index` (from Semaphore>>registerExternal) of vm. Safe from any
+ * thread, lock-free; the waiting Smalltalk process runs when the VM next polls. */
+void hy_vm_signal_semaphore(hy_vm *vm, unsigned index);
 
 /* Create a VM from cfg (copied; cfg may be freed afterwards). The core classes are loaded
  * from the class path. Errors: HY_EINVAL (cfg NULL), HY_ENOMEM, HY_ENOENT (a core class file
