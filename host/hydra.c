@@ -24,6 +24,10 @@ static void usage(FILE *f) {
           "  --heap-limit BYTES    heap limit of the VM (suffixes k, m, g); default none\n"
           "  --stack-slots N       value-stack slots (bounds recursion depth)\n"
           "  --gc-stress           collect garbage at every allocation (slow; for testing)\n"
+          "  --heartbeat HZ        heartbeat rate of the threaded VM (default 1000)\n"
+          "  --workers N           most worker threads that may take the VM over (default 4)\n"
+          "  --timeslice           preempt processes of equal priority on heartbeat ticks\n"
+          "  --takeover-stress     force a takeover at every foreign call (for testing)\n"
           "  -h, --help            this text\n", f);
 }
 
@@ -57,6 +61,18 @@ static int cmd_run(int argc, char **argv) {
             if (++i >= argc || parse_size(argv[i], &cfg.stack_slots)) { fputs("hydra: --stack-slots needs a number\n", stderr); return 2; }
         } else if (!strcmp(a, "--gc-stress")) {
             cfg.gc_stress = true;
+        } else if (!strcmp(a, "--heartbeat") || !strcmp(a, "--workers")) {
+            size_t v;
+            if (++i >= argc || parse_size(argv[i], &v) || v == 0 || v > 100000) {
+                fprintf(stderr, "hydra: %s needs a positive number\n", a);
+                return 2;
+            }
+            if (!strcmp(a, "--heartbeat")) cfg.heartbeat_hz = (unsigned)v;
+            else cfg.max_workers = (unsigned)v;
+        } else if (!strcmp(a, "--timeslice")) {
+            cfg.timeslice = true;
+        } else if (!strcmp(a, "--takeover-stress")) {
+            cfg.takeover_stress = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
