@@ -100,7 +100,7 @@ static hy_vm *new_vm(fixture *f) {
 
 /* Run `body` as the method run of a class that has the variables lib (the test library),
  * libc, and a to z; print: prints a value on a line of its own. Answers the output. */
-static const char *run_st(fixture *f, const char *body) {
+static const char *run_st_in(fixture *f, const char *body, hy_vm **keep) {
     static const char *fmt =
         "FfiProbe = (\n"
         "    | lib libc a b c d e g h k m n p q r s t u v w x y z |\n"
@@ -132,9 +132,12 @@ static const char *run_st(fixture *f, const char *body) {
         print_error("run: %s, status %d: %s\n%s\n", hy_strerror(err), status, hy_vm_last_error(vm), f->err ? f->err : "");
     assert_int_equal(err, HY_OK);
     assert_int_equal(status, 0);
-    hy_vm_free(vm);
+    if (keep) *keep = vm;
+    else hy_vm_free(vm);
     return f->out ? f->out : "";
 }
+
+static const char *run_st(fixture *f, const char *body) { return run_st_in(f, body, NULL); }
 
 static void expect(fixture *f, const char *body, const char *expected) {
     const char *out = run_st(f, body);
@@ -443,6 +446,29 @@ static void test_byte_arrays_passed_to_c_are_pinned_in_old_space(void **state) {
     hy_vm_free(vm);
 }
 
+static void test_unfreed_callbacks_are_released_with_the_vm(void **state) {
+    hy_vm *vm = NULL;
+    run_st_in(*state,
+              "x := Array new: 3.\n"
+              "1 to: 3 do: [ :i | x at: i put: (ExternalCallback block: [ :j | j + i ] returns: #int32 arguments: #( #int32 )) ].\n"
+              "self print: ((self fn: 'hy_apply' returns: #int32 args: #( #pointer #int32 )) callWith: (x at: 2) with: 40).\n"
+              "system global: #KeptCallbacks put: x.\n",
+              &vm);
+    assert_string_equal(((fixture *)*state)->out, "42\n");
+    assert_true(hyi_thread_attach(vm));
+    hyi_ffi_release_all(vm);
+    hyi_oop kept = hyi_global_get(vm, hyi_symbol_c(vm, "KeptCallbacks"));
+    assert_true(kept && hyi_is_ptr(kept) && hyi_size(kept) == 3);
+    for (uint32_t i = 0; i < 3; i++) {
+        hyi_oop cb = hyi_slots(kept)[i];
+        assert_true(hyi_ffi_is_a(vm, cb, "ExternalCallback", HYI_CB_FIELDS));
+        assert_true(hyi_slots(cb)[HYI_CB_HANDLE] == vm->nil);
+        assert_true(hyi_slots(cb)[HYI_EA_FREED] == vm->true_);
+    }
+    hyi_thread_detach(vm);
+    hy_vm_free(vm);   /* with LeakSanitizer on, a closure left behind is reported */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_add_int_int, setup, teardown),
@@ -462,6 +488,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_nested_struct_layout_is_the_c_compilers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_signature_is_prepared_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_byte_arrays_passed_to_c_are_pinned_in_old_space, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfreed_callbacks_are_released_with_the_vm, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

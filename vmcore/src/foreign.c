@@ -673,15 +673,19 @@ static const char *fn_name(hy_vm *vm, hyi_oop fn, int *len) {
 }
 
 hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, hyi_oop *result) {
-    if (!hyi_ffi_is_a(vm, *fnp, "ExternalFunction", HYI_EF_FIELDS))
+    /* The primitive runs only for ExternalFunctions (its method's class): checking the shape
+     * is enough to read the fields, and the handle checks itself. */
+    if (!hyi_is_ptr(*fnp) || hyi_fmt(*fnp) != HYI_FMT_SLOTS || hyi_size(*fnp) < HYI_EF_FIELDS)
         return hyi_prim_fail(vm, "the receiver is not an ExternalFunction");
     int nlen;
-    const char *name = fn_name(vm, *fnp, &nlen);
+    const char *name;
     hyi_ffi_sig *s = hyi_ffi_sig_of_handle(hyi_slots(*fnp)[HYI_EF_HANDLE]);
-    if (!s) return hyi_prim_fail(vm, "%.*s was not prepared: make functions with ExternalLibrary>>lookup:returns:arguments:", nlen, name);
-    if (!s->fn) return hyi_prim_fail(vm, "%.*s is a NULL function pointer", nlen, name);
-    if (n != s->nargs)
+    if (__builtin_expect(!s || !s->fn || n != s->nargs, 0)) {
+        name = fn_name(vm, *fnp, &nlen);
+        if (!s) return hyi_prim_fail(vm, "%.*s was not prepared: make functions with ExternalLibrary>>lookup:returns:arguments:", nlen, name);
+        if (!s->fn) return hyi_prim_fail(vm, "%.*s is a NULL function pointer", nlen, name);
         return hyi_prim_fail(vm, "%.*s takes %u argument%s, got %u", nlen, name, s->nargs, s->nargs == 1 ? "" : "s", n);
+    }
 
     /* Pin the heap bytes handed to C. The first pin of a young object moves objects (av and
      * *fnp are roots, so they follow), so targets are looked up again after each pin. */
@@ -696,14 +700,16 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
             return hyi_prim_fail(vm, "argument %u of %.*s: cannot pin its bytes (the heap is full)", i + 1, nlen, name);
         }
     }
-    name = fn_name(vm, *fnp, &nlen);
 
     /* Marshal. Nothing below allocates in the heap until the call has returned. */
     alignas(16) uint8_t stack_scratch[HYI_FFI_SCRATCH];
     uint8_t *scratch = stack_scratch;
     if (s->scratch > sizeof stack_scratch) {
         scratch = aligned_alloc(16, round_up(s->scratch, 16));
-        if (!scratch) return hyi_prim_fail(vm, "%.*s: out of C memory for the arguments", nlen, name);
+        if (!scratch) {
+            name = fn_name(vm, *fnp, &nlen);
+            return hyi_prim_fail(vm, "%.*s: out of C memory for the arguments", nlen, name);
+        }
     }
     void *values[HYI_FFI_MAX_ARGS];
     hyi_oop decls = hyi_slots(*fnp)[HYI_EF_ARGS];
@@ -715,6 +721,7 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
                            ? hyi_slots(decls)[i] : vm->nil;
         if (!hyi_ffi_to_c(vm, k, s->args[i].size, decl, av[i], dst, true, why, sizeof why)) {
             if (scratch != stack_scratch) free(scratch);
+            name = fn_name(vm, *fnp, &nlen);
             return hyi_prim_fail(vm, "argument %u of %.*s: %s", i + 1, nlen, name, why);
         }
         values[i] = dst;
@@ -736,6 +743,7 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
         if (rk == HYI_K_STRUCT || rk == HYI_K_POINTER) {
             /* A malformed return type or address class, or no memory: say which. */
             hyi_oop t = hyi_slots(*fnp)[HYI_EF_RETURN];
+            name = fn_name(vm, *fnp, &nlen);
             if (rk == HYI_K_STRUCT && !hyi_ffi_is_a(vm, t, "ExternalStructureType", HYI_ST_FIELDS))
                 return hyi_prim_fail(vm, "%.*s: the return type is not an ExternalStructureType", nlen, name);
         }
@@ -945,4 +953,24 @@ void hyi_ffi_callback_free(hy_vm *vm, hyi_oop cb) {
     }
     hyi_store(vm, cb, HYI_CB_HANDLE, vm->nil);
     hyi_store(vm, cb, HYI_EA_FREED, vm->true_);
+}
+
+void hyi_ffi_release_all(hy_vm *vm) {
+    hyi_oop sym = hyi_symbol_c(vm, "ExternalCallback");
+    hyi_oop cls = sym ? hyi_global_get(vm, sym) : 0;
+    if (!cls || !hyi_is_ptr(cls) || hyi_fmt(cls) != HYI_FMT_SLOTS) return;
+    hyi_oop meta = hyi_o(cls)->cls;
+    hyi_oop names = hyi_size(meta) > HYI_CLASS_FIELDS ? hyi_slots(meta)[HYI_CLASS_FIELDS] : 0;
+    if (!names || !hyi_is_ptr(names) || hyi_o(names)->cls != vm->cls.array) return;
+    for (uint32_t i = 0; i < hyi_size(names) && i < hyi_size(cls); i++) {
+        hyi_oop nm = hyi_slots(names)[i];
+        if (!is_bytes_obj(nm) || hyi_size(nm) != 8 || memcmp(hyi_bytes(nm), "registry", 8) != 0) continue;
+        hyi_oop reg = hyi_slots(cls)[i];
+        if (!hyi_is_ptr(reg) || hyi_o(reg)->cls != vm->cls.array) return;
+        for (uint32_t k = 0; k < hyi_size(reg); k++) {
+            hyi_ffi_callback_free(vm, hyi_slots(reg)[k]);
+            hyi_slots(reg)[k] = vm->nil;
+        }
+        return;
+    }
 }

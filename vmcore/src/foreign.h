@@ -138,5 +138,9 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fn, hyi_oop *av, uint32_t n, hy
 hyi_prim_status hyi_ffi_callback_new(hy_vm *vm, hyi_oop *cb);
 /* Release the closure of cb (idempotent). */
 void hyi_ffi_callback_free(hy_vm *vm, hyi_oop cb);
+/* Release the closures of every callback still registered (for the VM's teardown, while its
+ * heap is still there; the owning thread calls it). Safe when ExternalCallback was never
+ * loaded. */
+void hyi_ffi_release_all(hy_vm *vm);
 
 #endif
