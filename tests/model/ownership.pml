@@ -195,19 +195,23 @@ end_park:
 
 /* The heartbeat: each beat, if vmOwner == 0, the callout counter is the same as at the
  * previous beat and a process is runnable, wake an idle worker. It stops when the callout
- * threads are done (the VM ends); until then it beats forever. */
+ * threads are done (the VM ends); until then it beats forever.
+ * A beat is one step here although the C reads vmOwner and the counter one after the other and
+ * wakes the worker after that: the decision only permits a wake-up, whether a process is runnable
+ * is left open, and a woken worker owns the VM through own() whenever it gets to run, so the
+ * split interleavings add no behaviour of the protocol, only states. */
 proctype heartbeat() {
-    byte o = 0;
     do
-    :: ndone == NC -> break
-    :: else ->
-        o = owner;
-        atomic { if :: o == 0 && !moved -> o = 1 :: else -> o = 0 fi; moved = false };
+    :: atomic {
+        ndone < NC ->
         if
-        :: o == 1 -> if :: wake_worker() :: skip fi   /* a process is runnable, or not */
+        :: owner == 0 && !moved ->
+            if :: wake_worker() :: skip fi        /* a process is runnable, or not */
         :: else -> skip
         fi;
-        o = 0
+        moved = false
+       }
+    :: ndone == NC -> break
     od
 }
 
