@@ -1,19 +1,23 @@
 /*
- * ownership.pml -- a Promela model of the VM-ownership protocol (DESIGN.md section 4,
- * vmcore/src/thread.c): two callout threads, one pool worker and the heartbeat share one VM.
+ * ownership.pml -- a Promela model of the VM-ownership protocol (DESIGN.md section 4;
+ * vmcore/src/thread.c, and the worker and heartbeat of vmcore/src/process.c): two callout
+ * threads, one pool worker and the heartbeat share one VM. tests/model/README.md maps each
+ * part to the C.
  *
- * Granularity: one Promela step per C atomic operation (load, store, CAS, fetch_add) that a
- * lock-free path can observe, and per lock or semaphore operation. What the low-level lock
- * guards (the queue, qlen, the waiting flags) is only touched with the lock held, so such an
- * update is folded into the step of the one atomic store made beside it. Spin interleaves
- * steps sequentially consistently: the model assumes the C atomics that race with each other
- * (vmOwner and nwaiting) are seq_cst, as the Dekker pair below needs.
+ * Granularity: one Promela step per C atomic operation (load, store, CAS) that a lock-free
+ * path can observe, and per lock or semaphore operation. What the low-level lock guards (the
+ * queue, qlen, the waiting flags) is touched only with the lock held, so such an update is
+ * folded into the step of the one atomic store made beside it. Spin interleaves steps
+ * sequentially consistently: the C atomics that race with each other (vmOwner, nwaiting) must
+ * be seq_cst for the model to speak for the C, as the Dekker pairs below need.
  *
- * Variants (spin -a -DNAME):
- *   BROKEN_FASTPATH  callout begin releases the VM without re-checking the waiter count;
+ * Variants (spin -a -DNAME), each a known mistake that spin must refute (check.sh checks it):
+ *   BROKEN_FASTPATH  callout begin stores 0 without re-checking the waiter count;
  *   LATE_PUBLISH     own() counts itself as waiting only after its CAS failed;
- *   NO_LTL           leaves out the LTL claims (for the non-progress search).
- * Both broken variants must be refuted by spin (tests/model/check.sh checks that they are).
+ *   UNOWNED_RELEASE  a blocking callout stores 0 first and then, seeing a waiter, calls
+ *                    release() although it no longer owns the VM.
+ * NO_LTL leaves the LTL claims out (for the non-progress search); ROUNDS sets the number of
+ * callouts per callout thread.
  */
 
 #ifndef ROUNDS
@@ -21,33 +25,35 @@
 #endif
 #define NC 2           /* callout threads, indices 1..NC */
 #define W 3            /* the worker's index */
-#define NQ 3           /* every thread can be queued at most once */
 
-/* ---- the shared state of struct hyi_threads ---- */
+/* ---- struct hyi_threads ---- */
 byte owner = 0;        /* vmOwner: index of the owning thread, 0 = unowned */
-byte lk = 0;           /* the low-level lock: 0 free, else the holder's index */
-byte lkq[2];           /* threads blocked on the lock, FIFO */
+byte lk = 0;           /* the low-level mutex: 0 free, else the holder's index */
+byte lkq[2];           /* threads blocked on the mutex, FIFO */
 byte lkn = 0;
-byte queue[NQ];        /* the wanting queue, FIFO; the head is queue[0] (a ring buffer in C) */
+byte queue[NC];        /* the wanting queue, FIFO, head at queue[0] (a ring buffer in C) */
 byte qlen = 0;
 byte nwaiting = 0;     /* qlen, read without the lock */
-bool waiting[4];       /* t[i].waiting: thread i is in the queue */
-byte sem[4];           /* t[i].sem: per-thread semaphore counts */
-bool moved = false;    /* callout_seq moved since the heartbeat last read it: the heartbeat
-                        * compares the counter with its value at the previous beat, and that
-                        * comparison is all the model keeps of the counter */
-bool widle = true;     /* the worker is parked in the pool */
+bool waiting[NC + 1];  /* t[i].waiting */
+byte sem[NC + 1];      /* t[i].sem of the callout threads */
+bool incall = false;   /* in_callout != 0: the VM was left by a callout that has not returned */
+
+/* ---- the scheduler's part (process.c) ---- */
+bool moved = false;    /* in_callout's sequence number changed since the last beat */
+bool seen = false;     /* the last beat saw the VM unowned inside a callout (last_seq != 0) */
+bool widle = true;     /* idle_workers > 0: the worker counts itself idle */
+byte wsem = 0;         /* worker_sem (posts can pile up; two are enough to show it) */
 
 /* ---- ghost state, for the properties ---- */
-bool ins[4];           /* thread i is in its owned section */
-bool ret[4];           /* callout thread i returned from its foreign call and wants the VM */
-byte ndone = 0;        /* callout threads that finished, or sit in a call that never returns */
+bool ins[W + 1];       /* thread i is in its owned section */
+bool ret[W + 1];          /* callout thread i returned from its foreign call and wants the VM */
+byte ndone = 0;        /* callout threads finished, or inside a call that never returns */
 
 #define ENTER(me)  ins[me] = true; ret[me] = false
 
-/* The low-level lock, modelled as a fair (FIFO) mutex: unlock hands it to the first thread
- * blocked on it. Spin's weak fairness cannot express a fair mutex otherwise, and without it
- * the search "finds" a thread that loses every race for the mutex, forever. */
+/* The mutex, modelled as fair (FIFO): unlock hands it to the first thread blocked on it.
+ * Spin's weak fairness cannot express a fair mutex otherwise, and without it the search
+ * "finds" a thread that loses every race for the mutex, for ever. */
 inline lock(me) {
     atomic { if :: lk == 0 -> lk = me :: else -> lkq[lkn] = me; lkn++ fi };
     lk == me
@@ -62,12 +68,12 @@ inline sleep_for_vm(me) {
     assert(owner == me)
 }
 
-/* Wake the parked worker, if it is parked (the pool's own bookkeeping, one step). */
+/* wake_worker: post worker_sem if the worker counts itself idle (the pool is full). */
 inline wake_worker() {
-    atomic { if :: widle -> widle = false; sem[W]++ :: else -> skip fi }
+    atomic { if :: widle && wsem < 2 -> wsem++ :: else -> skip fi }
 }
 
-/* own(th, i): CAS 0 -> i under the lock, else queue and wait to be handed the VM. */
+/* own(vm, th, i): CAS 0 -> i under the lock, else queue and wait to be handed the VM. */
 inline own(me) {
     lock(me);
 #ifdef LATE_PUBLISH
@@ -80,8 +86,8 @@ inline own(me) {
         sleep_for_vm(me)
     fi
 #else
-    /* Publish the wait first, then CAS: with the seq_cst store of 0 and re-load of nwaiting
-     * in callout_begin this is a Dekker pair -- either our CAS sees 0 or the releaser sees us. */
+    /* Publish the wait first, then CAS: with the store of 0 and re-load of nwaiting in
+     * callout begin this is a Dekker pair -- either our CAS sees 0 or the releaser sees us. */
     atomic { queue[qlen] = me; qlen++; waiting[me] = true; nwaiting = qlen };
     atomic { if :: owner == 0 -> owner = me; ENTER(me); got = true :: else -> got = false fi };
     if
@@ -98,13 +104,12 @@ inline own(me) {
 }
 
 /* release(th): hand the VM to the first waiter, or store 0 when nobody waits. */
-inline release(me) {
-    assert(owner == me && ins[me]);
+inline release_body(me) {
     lock(me);
     if
     :: qlen > 0 ->
         atomic {
-            next = queue[0]; queue[0] = queue[1]; queue[1] = queue[2]; queue[2] = 0;
+            next = queue[0]; queue[0] = queue[1]; queue[1] = 0;
             qlen--; nwaiting = qlen; waiting[next] = false
         };
         atomic { owner = next; ins[me] = false };
@@ -116,13 +121,26 @@ inline release(me) {
         unlock()
     fi
 }
+inline release(me) {
+    assert(owner == me && ins[me]);
+    release_body(me)
+}
 
-/* hyi_callout_begin: disown. Fast path: one store of 0 and a re-check of the waiter count. */
+/* hyi_callout_begin: disown. */
 inline callout_begin(me) {
     assert(owner == me && ins[me]);          /* c->thread = vmOwner */
-    moved = true;                            /* fetch_add(callout_seq) */
+    moved = true; incall = true;             /* callout_seq++, in_callout := seq */
     if
+    :: /* blocking (or takeover stress): hand the VM to a waiter or a worker at once */
+#ifdef UNOWNED_RELEASE
+        atomic { owner = 0; ins[me] = false };
+        if :: nwaiting > 0 -> release_body(me) :: else -> skip fi;
+#else
+        release(me);
+#endif
+        if :: wake_worker() :: skip fi        /* hyi_sched_handoff: when a process can run */
     :: nwaiting == 0 ->
+        /* the fast path: one store of 0 and a re-check of the waiter count */
         atomic { owner = 0; ins[me] = false };
 #ifndef BROKEN_FASTPATH
         if
@@ -136,21 +154,21 @@ inline callout_begin(me) {
             if :: got -> got = false; release(me) :: else -> skip fi
         fi
 #endif
-    :: else -> release(me)
-    fi;
-    /* a callout declared blocking wakes a worker at once (when a process can run) */
-    if :: wake_worker() :: skip fi
+    :: nwaiting != 0 -> release(me)          /* a thread already waits: hand it the VM */
+    fi
 }
 
-/* hyi_callout_end: own again; fast path is a lock-free CAS 0 -> i. */
+/* hyi_callout_end: own again; the fast path is a lock-free CAS 0 -> i. */
 inline callout_end(me) {
     ret[me] = true;
     atomic { if :: owner == 0 -> owner = me; ENTER(me); got = true :: else -> got = false fi };
-    if :: got -> got = false :: else -> own(me) fi
+    if :: got -> got = false :: else -> own(me) fi;
+    incall = false                           /* in_callout := 0 */
 }
 
-/* A thread that makes callouts: attach (own), then run / callout begin / foreign call /
- * callout end, ROUNDS times, then detach (release). */
+/* A thread that makes callouts: attach (own), then ROUNDS times: run its process (with an
+ * attention poll that hands the VM to a waiter and queues again: HYI_RUN_HANDBACK on a
+ * non-worker thread), callout begin, the foreign call, callout end; then detach (release). */
 proctype caller(byte me) {
     byte r = 0, next = 0;
     bool got = false;
@@ -159,6 +177,10 @@ proctype caller(byte me) {
     :: r < ROUNDS ->
 progress_run:
         assert(owner == me && ins[me]);      /* runs its process */
+        if
+        :: nwaiting > 0 -> release(me); own(me)     /* poll: a thread waits */
+        :: else -> skip
+        fi;
         callout_begin(me);
         if
         :: skip                              /* the foreign call returns */
@@ -172,42 +194,58 @@ progress_run:
     ndone++
 }
 
-/* The pool worker: parked until woken, owns the VM like a returning callout, runs other
- * processes, and at each poll point hands the VM to the first waiter when one waits. */
+/* The pool worker (worker_main): idle on worker_sem until posted; takes the VM over only if
+ * it sits unowned inside a callout with nobody queued (hyi_thread_try_takeover); runs other
+ * processes; at each attention poll, when a thread waits, hands the VM to it
+ * (hyi_thread_handback) and goes idle; when nothing is left to run, releases it and goes idle. */
 proctype worker(byte me) {
     byte next = 0;
     bool got = false;
-end_park:
-    atomic { sem[me] > 0 -> sem[me]-- };
-    own(me);
     do
-    :: nwaiting > 0 -> break                 /* poll: a thread wants the VM */
-    :: else ->
+    :: widle = true;                         /* idle_workers++ */
+end_idle:
+        atomic { wsem > 0 -> wsem-- };
+        widle = false;                       /* idle_workers-- */
+        lock(me);
+        atomic { if :: qlen == 0 && incall && owner == 0 -> owner = me; ENTER(me); got = true
+                    :: else -> got = false fi };
+        unlock();
         if
-        :: skip; progress_slice: assert(owner == me && ins[me])   /* runs a process */
-        :: break                             /* nothing left to run */
+        :: got ->
+            got = false;
+            do
+            :: nwaiting > 0 -> break         /* poll: a thread wants the VM */
+            :: else ->
+                if
+                :: skip; progress_slice: assert(owner == me && ins[me])   /* runs a process */
+                :: break                     /* nothing left to run */
+                fi
+            od;
+            release(me)
+        :: else -> skip
         fi
-    od;
-    release(me);
-    widle = true;
-    goto end_park
+    od
 }
 
-/* The heartbeat: each beat, if vmOwner == 0, the callout counter is the same as at the
- * previous beat and a process is runnable, wake an idle worker. It stops when the callout
- * threads are done (the VM ends); until then it beats forever.
- * A beat is one step here although the C reads vmOwner and the counter one after the other and
- * wakes the worker after that: the decision only permits a wake-up, whether a process is runnable
- * is left open, and a woken worker owns the VM through own() whenever it gets to run, so the
- * split interleavings add no behaviour of the protocol, only states. */
+/* The heartbeat: each beat, when the VM is unowned inside the same callout as at the previous
+ * beat and a process is runnable, wake a worker. It stops when the callout threads are done
+ * (the VM ends); until then it beats for ever.
+ * A beat is one step here although the C reads in_callout, vmOwner and nrunnable one after
+ * the other and wakes the worker after that: the decision only permits a wake-up, whether a
+ * process is runnable is left open, and a woken worker re-checks everything under the lock, so
+ * the split interleavings add no behaviour, only states. */
 proctype heartbeat() {
     do
     :: atomic {
         ndone < NC ->
         if
-        :: owner == 0 && !moved ->
-            if :: wake_worker() :: skip fi        /* a process is runnable, or not */
-        :: else -> skip
+        :: incall && owner == 0 ->
+            if
+            :: seen && !moved -> if :: wake_worker() :: skip fi   /* runnable, or not */
+            :: else -> skip
+            fi;
+            seen = true
+        :: else -> seen = false
         fi;
         moved = false
        }
@@ -234,8 +272,7 @@ init {
 /* No lost wake-up: the queue is never non-empty while vmOwner == 0 for good, and a thread
  * in the queue (waiting on its semaphore) is eventually handed the VM. */
 ltl no_lost_wakeup {
-    ([] <> !(qlen > 0 && owner == 0))
-    && [] (waiting[1] -> <> ins[1]) && [] (waiting[2] -> <> ins[2]) && [] (waiting[3] -> <> ins[3])
+    ([] <> !(qlen > 0 && owner == 0)) && [] (waiting[1] -> <> ins[1]) && [] (waiting[2] -> <> ins[2])
 }
 /* Every callout thread that returns from its foreign call eventually owns the VM. */
 ltl returning_owns {
