@@ -55,12 +55,21 @@ build() {
         || { cat "$dir/$name.cc.log" >&2; fail "compiling the verifier $name failed"; }
 }
 
-# run LABEL DIR NAME [PAN-OPTIONS...]: run a verifier and print a line; sets $errors, $states
-# and $out (the verifier's output).
-run() {
-    local label=$1 dir=$2 name=$3; shift 3
-    out=$dir/$name.${label//[^a-z_]/_}.out
-    (cd "$dir" && "./$name" "$@" >"$out" 2>&1) || true
+# outfile DIR NAME LABEL: where the run LABEL of verifier DIR/NAME writes its output.
+outfile() { echo "$1/$2.${3//[^a-z_]/_}.out"; }
+
+# search DIR NAME LABEL [PAN-OPTIONS...]: run a verifier, its output into its outfile.
+search() {
+    local dir=$1 name=$2 label=$3; shift 3
+    local o
+    o=$(outfile "$dir" "$name" "$label")
+    (cd "$dir" && "./$name" "$@" >"$o" 2>&1) || true
+}
+
+# result DIR NAME LABEL: print a line for a finished search; sets $errors, $states and $out.
+result() {
+    local dir=$1 name=$2 label=$3
+    out=$(outfile "$dir" "$name" "$label")
     errors=$(sed -n 's/.*errors: \([0-9][0-9]*\).*/\1/p' "$out" | tail -1)
     states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$out" | tail -1)
     [[ -n $errors ]] || { cat "$out" >&2; fail "$label: the verifier did not finish"; }
@@ -68,6 +77,12 @@ run() {
         cat "$out" >&2; fail "$label: the search was incomplete"
     fi
     printf '  %-28s %10s states explored, errors: %s\n' "$label" "$states" "$errors"
+}
+
+# pool CMD...: run CMD in the background, at most two at a time (CI has two cores).
+pool() {
+    "$@" &
+    if (($(jobs -rp | wc -l) >= 2)); then wait -n || true; fi
 }
 
 # Generate and compile every verifier first, two compilers at a time (CI has two cores). The
@@ -100,8 +115,7 @@ for v in "${variants[@]}"; do
 done
 for j in "${jobs_[@]}"; do
     # shellcheck disable=SC2086
-    build $j &
-    if (($(jobs -rp | wc -l) >= 2)); then wait -n || true; fi
+    pool build $j
 done
 wait || true
 for j in "${jobs_[@]}"; do
@@ -109,15 +123,30 @@ for j in "${jobs_[@]}"; do
     [[ -x $dir/$name ]] || fail "the verifier $dir/$name was not built"
 done
 
+# Run every search, two at a time, then read the results.
+pool search "$good" safety safety -m100000
+pool search "$good/np" np "no deadlock (non-progress)" -l -f -m100000
+pool search "$good" ltl "ltl no_lost_wakeup" -a -f -m100000 -N no_lost_wakeup
+pool search "$good" ltl "ltl returning_owns" -a -f -m100000 -N returning_owns
+for v in "${variants[@]}"; do
+    read -r variant kind _ <<<"$v"
+    if [[ $kind == ltl ]]; then
+        pool search "$work/$variant" ltl "ltl returning_owns" -a -f -m100000 -N returning_owns
+    else
+        pool search "$work/$variant" safety safety -m100000
+    fi
+done
+wait || true
+
 # ---- the protocol as specified: every check must pass ----
 echo "ownership model: the protocol (DESIGN.md section 4), $rounds callouts per thread"
-run safety "$good" safety -m100000
+result "$good" safety safety
 ((errors == 0)) || { grep -m1 'pan:1:' "$out" >&2; fail "safety: two owners at once, or a deadlock (invalid end state)"; }
-run "no deadlock (non-progress)" "$good/np" np -l -f -m100000
+result "$good/np" np "no deadlock (non-progress)"
 ((errors == 0)) || { grep -m1 'pan:1:' "$out" >&2; fail "a non-progress cycle: the callout threads and the worker stay stuck while the heartbeat ticks"; }
-run "ltl no_lost_wakeup" "$good" ltl -a -f -m100000 -N no_lost_wakeup
+result "$good" ltl "ltl no_lost_wakeup"
 ((errors == 0)) || { grep -m1 'pan:1:' "$out" >&2; fail "no_lost_wakeup violated: the queue stays non-empty with the VM unowned, or a queued thread is never handed the VM"; }
-run "ltl returning_owns" "$good" ltl -a -f -m100000 -N returning_owns
+result "$good" ltl "ltl returning_owns"
 ((errors == 0)) || { grep -m1 'pan:1:' "$out" >&2; fail "returning_owns violated: a callout thread that returned never owns the VM"; }
 
 # ---- broken variants: spin must find the error ----
@@ -125,9 +154,9 @@ for v in "${variants[@]}"; do
     read -r variant kind expect <<<"$v"
     echo "broken variant $variant (spin must find: $expect)"
     if [[ $kind == ltl ]]; then
-        run "ltl returning_owns" "$work/$variant" ltl -a -f -m100000 -N returning_owns
+        result "$work/$variant" ltl "ltl returning_owns"
     else
-        run safety "$work/$variant" safety -m100000
+        result "$work/$variant" safety safety
     fi
     ((errors > 0)) || fail "spin found no error in the broken variant $variant: the model cannot fail"
     grep -q "$expect" "$out" || { grep -m1 'pan:1:' "$out" >&2; fail "$variant: spin found another error than $expect"; }

@@ -39,8 +39,9 @@ byte sem[NC + 1];      /* t[i].sem of the callout threads */
 bool incall = false;   /* in_callout != 0: the VM was left by a callout that has not returned */
 
 /* ---- the scheduler's part (process.c) ---- */
-bool moved = false;    /* in_callout's sequence number changed since the last beat */
-bool seen = false;     /* the last beat saw the VM unowned inside a callout (last_seq != 0) */
+bool seen = false;     /* the last beat saw the VM unowned inside the callout still in
+                        * flight: last_seq == in_callout's sequence number (a new callout
+                        * clears it, as its new number no longer matches) */
 bool widle = true;     /* idle_workers > 0: the worker counts itself idle */
 byte wsem = 0;         /* worker_sem (posts can pile up; two are enough to show it) */
 
@@ -129,7 +130,7 @@ inline release(me) {
 /* hyi_callout_begin: disown. */
 inline callout_begin(me) {
     assert(owner == me && ins[me]);          /* c->thread = vmOwner */
-    moved = true; incall = true;             /* callout_seq++, in_callout := seq */
+    seen = false; incall = true;             /* callout_seq++, in_callout := seq */
     if
     :: /* blocking (or takeover stress): hand the VM to a waiter or a worker at once */
 #ifdef UNOWNED_RELEASE
@@ -241,13 +242,12 @@ proctype heartbeat() {
         if
         :: incall && owner == 0 ->
             if
-            :: seen && !moved -> if :: wake_worker() :: skip fi   /* runnable, or not */
+            :: seen -> if :: wake_worker() :: skip fi   /* runnable, or not */
             :: else -> skip
             fi;
             seen = true
         :: else -> seen = false
-        fi;
-        moved = false
+        fi
        }
     :: ndone == NC -> break
     od
