@@ -47,7 +47,7 @@ byte wsem = 0;         /* worker_sem (posts can pile up; two are enough to show 
 
 /* ---- ghost state, for the properties ---- */
 bool ins[W + 1];       /* thread i is in its owned section */
-bool ret[W + 1];          /* callout thread i returned from its foreign call and wants the VM */
+bool ret[W + 1];       /* callout thread i returned from its foreign call and wants the VM */
 byte ndone = 0;        /* callout threads finished, or inside a call that never returns */
 
 #define ENTER(me)  ins[me] = true; ret[me] = false
