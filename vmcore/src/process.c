@@ -65,6 +65,7 @@ struct hyi_sched {
     uint64_t beat_ns;
 
     /* Workers. */
+    pthread_mutex_t worker_lock;  /* starting workers (the heartbeat and callout threads both may) */
     pthread_t workers[64];
     sem_t worker_sem;
     _Atomic uint32_t nworkers, idle_workers;
@@ -267,6 +268,7 @@ bool hyi_sched_init(hy_vm *vm) {
     pthread_mutex_init(&s->idle_lock, NULL);
     pthread_cond_init(&s->idle_cond, NULL);
     sem_init(&s->worker_sem, 0, 0);
+    pthread_mutex_init(&s->worker_lock, NULL);
     s->beat_ns = 1000000000u / (vm->config.heartbeat_hz ? vm->config.heartbeat_hz : 1000);
     s->max_workers = vm->config.max_workers ? vm->config.max_workers : DEFAULT_WORKERS;
     if (s->max_workers > 64) s->max_workers = 64;
@@ -281,9 +283,12 @@ void hyi_sched_fini(hy_vm *vm) {
     atomic_store(&s->stop_heartbeat, true);
     wake_idle(s);
     if (s->heartbeat_started) pthread_join(s->heartbeat, NULL);
+    pthread_mutex_lock(&s->worker_lock);   /* no worker starts after this */
     uint32_t nw = atomic_load(&s->nworkers);
+    pthread_mutex_unlock(&s->worker_lock);
     for (uint32_t i = 0; i < nw; i++) sem_post(&s->worker_sem);
     for (uint32_t i = 0; i < nw; i++) pthread_join(s->workers[i], NULL);
+    pthread_mutex_destroy(&s->worker_lock);
     for (uint32_t id = 1; id < s->nprocs; id++)
         if (s->procs[id].state != HYI_PS_FREE && !s->procs[id].main) hyi_interp_stack_fini(&s->procs[id].stack);
     sem_destroy(&s->worker_sem);
@@ -790,7 +795,7 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
             save_current(vm);
             runq_push(s, id, true);
             hyi_thread_handback(vm);
-            if (worker) return HYI_RUN_SWITCH;
+            if (worker) return HYI_RUN_HANDBACK;   /* the VM belongs to the waiter now */
             hyi_thread_own_again(vm);
             break;
         default: {
@@ -850,20 +855,22 @@ static void *worker_main(void *arg) {
             p->state = HYI_PS_CALLOUT;
             save_current(vm);
         }
-        run_loop(vm, 0, true);
-        hyi_thread_release_worker(vm);
+        if (run_loop(vm, 0, true) != HYI_RUN_HANDBACK) hyi_thread_release_worker(vm);
         if (atomic_load(&s->done)) return NULL;
     }
 }
 
 static void start_worker(hy_vm *vm) {
     hyi_sched *s = S(vm);
+    pthread_mutex_lock(&s->worker_lock);
     uint32_t n = atomic_load(&s->nworkers);
-    if (n >= s->max_workers || n >= 64) return;
-    if (pthread_create(&s->workers[n], NULL, worker_main, vm) != 0) return;
-    atomic_store(&s->nworkers, n + 1);
-    hyi_thread_count_worker(vm);
-    sem_post(&s->worker_sem);
+    if (n < s->max_workers && !atomic_load(&s->stop_heartbeat) &&
+        pthread_create(&s->workers[n], NULL, worker_main, vm) == 0) {
+        atomic_store(&s->nworkers, n + 1);
+        hyi_thread_count_worker(vm);
+        sem_post(&s->worker_sem);
+    }
+    pthread_mutex_unlock(&s->worker_lock);
 }
 
 hyi_run hyi_sched_run_main(hy_vm *vm, hyi_oop receiver, hyi_oop selector, hyi_oop arg) {

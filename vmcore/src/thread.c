@@ -89,14 +89,21 @@ static uint32_t self_index(struct hyi_threads *th) {
  * owner notices the queue at its next attention poll. */
 static void own(hy_vm *vm, struct hyi_threads *th, uint32_t i, int priority) {
     pthread_mutex_lock(&th->lock);
+    /* Publish the wish before trying (seq_cst, with the store of 0 and the re-load of nwaiting in
+     * hyi_callout_begin: either this CAS sees the VM free, or that re-load sees this waiter and
+     * serves it). Without that order a waiter could sleep while the VM stays unowned
+     * (tests/model, LATE_PUBLISH). */
+    th->queue[(th->qhead + th->qlen++) % MAX_THREADS] = i;
+    atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_seq_cst);
     uint32_t expected = 0;
-    if (atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_acquire,
-                                                memory_order_relaxed)) {
+    if (atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_seq_cst,
+                                                memory_order_seq_cst)) {
+        /* Got it: leave the queue again (still its tail, the lock was held throughout). */
+        th->qlen--;
+        atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_seq_cst);
         pthread_mutex_unlock(&th->lock);
         return;
     }
-    th->queue[(th->qhead + th->qlen++) % MAX_THREADS] = i;
-    atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_relaxed);
     th->t[i].waiting = true;
     th->t[i].want_priority = priority;
     atomic_fetch_add_explicit(&th->waits, 1, memory_order_relaxed);
@@ -115,7 +122,7 @@ static void release(struct hyi_threads *th) {
         uint32_t next = th->queue[th->qhead];
         th->qhead = (th->qhead + 1) % MAX_THREADS;
         th->qlen--;
-        atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_relaxed);
+        atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_seq_cst);
         th->t[next].waiting = false;
         atomic_store_explicit(&th->owner, next, memory_order_release);
         atomic_fetch_add_explicit(&th->handbacks, 1, memory_order_relaxed);
@@ -147,12 +154,17 @@ void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) {
     c->thread = atomic_load_explicit(&th->owner, memory_order_relaxed);
     c->seq = atomic_fetch_add_explicit(&th->callout_seq, 1, memory_order_relaxed) + 1;
     c->process = hyi_sched_current(vm);
+    hyi_process *cp = c->process ? hyi_sched_proc(vm, c->process) : NULL;
+    c->priority = cp ? (int)cp->priority : 0;
     c->start_ns = 0;
     atomic_store_explicit(&th->in_callout, c->seq << 1 | (blocking ? 1u : 0u), memory_order_relaxed);
     if (__builtin_expect(blocking || vm->config.takeover_stress, 0)) {
-        /* Known to block (or stress): let a worker take the VM at once. */
-        atomic_store_explicit(&th->owner, 0, memory_order_seq_cst);
-        if (atomic_load_explicit(&th->nwaiting, memory_order_seq_cst)) release(th);
+        /* Known to block (or stress): release under the lock (to the first waiter, if any),
+         * then let a worker take the VM at once. Storing 0 first and releasing afterwards
+         * could hand away a VM another thread had meanwhile taken (tests/model,
+         * UNOWNED_RELEASE). */
+        atomic_fetch_add_explicit(&th->callouts, 1, memory_order_relaxed);
+        release(th);
         hyi_sched_handoff(vm, vm->config.takeover_stress);
         return;
     }
@@ -180,10 +192,11 @@ void hyi_callout_end(hy_vm *vm, hyi_callout *c) {
     struct hyi_threads *th = vm->threads;
     uint32_t expected = 0;
     /* Fast path: the VM is still free. */
-    if (!atomic_compare_exchange_strong_explicit(&th->owner, &expected, c->thread, memory_order_acquire,
-                                                 memory_order_relaxed)) {
-        hyi_process *p = hyi_sched_proc(vm, c->process);
-        own(vm, th, c->thread, p ? (int)p->priority : 1000);
+    if (!atomic_compare_exchange_strong_explicit(&th->owner, &expected, c->thread, memory_order_seq_cst,
+                                                 memory_order_seq_cst)) {
+        /* A returning process brings its priority; an idle scheduler thread brings none. (The
+         * process table is the owner's: read at the start of the call.) */
+        own(vm, th, c->thread, c->priority);
     }
     atomic_store_explicit(&th->in_callout, 0, memory_order_relaxed);
     /* If a worker ran other processes meanwhile, this thread's process comes back. */
@@ -239,8 +252,8 @@ bool hyi_thread_try_takeover(hy_vm *vm) {
     uint32_t i = self_index_locked(th);
     uint32_t expected = 0;
     bool ok = i && th->qlen == 0 && atomic_load_explicit(&th->in_callout, memory_order_relaxed) != 0 &&
-              atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_acquire,
-                                                      memory_order_relaxed);
+              atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_seq_cst,
+                                                      memory_order_seq_cst);
     pthread_mutex_unlock(&th->lock);
     if (ok) atomic_fetch_add_explicit(&th->takeovers, 1, memory_order_relaxed);
     return ok;

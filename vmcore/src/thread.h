@@ -25,6 +25,7 @@ typedef struct hyi_callout {
     uint64_t seq;        /* the VM's callout counter when the call started */
     uint32_t thread;     /* index of the calling thread */
     uint32_t process;    /* the process making the call (reinstalled when it returns) */
+    int priority;        /* its priority (0 for an idle scheduler thread) */
     uint64_t start_ns;
 } hyi_callout;
 
