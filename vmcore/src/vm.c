@@ -13,6 +13,7 @@
 #include "vm.h"
 #include "thread.h"
 #include "process.h"
+#include "foreign.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -710,6 +711,10 @@ hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
 void hy_vm_free(hy_vm *vm) {
     if (!vm) return;
     hyi_sched_fini(vm);
+    if (vm->threads && vm->nil && hyi_thread_attach(vm)) {
+        hyi_ffi_release_all(vm);   /* callbacks the program never freed */
+        hyi_thread_detach(vm);
+    }
     hyi_interp_fini(vm);
     hyi_heap_fini(vm);
     hyi_threads_fini(vm);
