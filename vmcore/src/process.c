@@ -173,6 +173,9 @@ static void save_current(hy_vm *vm) {
 static void install(hy_vm *vm, uint32_t id) {
     hyi_sched *s = S(vm);
     if (s->current == id) return;
+    /* A process still installed while another comes in was left by a thread that went into a
+     * foreign call: it stays bound to that call until it returns. */
+    if (s->current) s->procs[s->current].state = HYI_PS_CALLOUT;
     save_current(vm);
     vm->stack = s->procs[id].stack;
     s->procs[id].state = HYI_PS_RUNNING;
@@ -772,6 +775,12 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
     uint32_t self = hyi_thread_self(vm);
     for (;;) {
         if (atomic_load(&s->done)) return s->main_status;
+        /* A process still installed here belongs to a thread inside a foreign call (this thread
+         * got the VM from that call's release): keep it out of the way until the call returns. */
+        if (s->current) {
+            s->procs[s->current].state = HYI_PS_CALLOUT;
+            save_current(vm);
+        }
         serve_events(vm);
         if (until) {
             hyi_process *u = &s->procs[until];
