@@ -82,6 +82,7 @@ typedef struct hyi_ffi_sig {
     struct hyi_ffi_sig *self;  /* its own address: a byte copy of a signature is refused */
     void *fn;                  /* the C function (callouts) */
     bool blocking;             /* calls hand the VM off at once */
+    bool unthreaded;           /* calls keep the VM (no disown/own): tiny functions, baselines */
     uint32_t nargs;
     uint32_t scratch;          /* bytes of scratch area a call needs */
     hyi_ffi_slot ret;

@@ -249,6 +249,18 @@ static hyi_prim_status ef_blocking(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi
     return HYI_PRIM_OK;
 }
 
+/* ExternalFunction>>primUnthreaded: aBoolean -- calls keep the VM (no callout protocol) */
+static hyi_prim_status ef_unthreaded(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
+    (void)nargs;
+    if (!hyi_ffi_is_a(vm, args[0], "ExternalFunction", HYI_EF_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalFunction");
+    hyi_ffi_sig *s = hyi_ffi_sig_of_handle(hyi_slots(args[0])[HYI_EF_HANDLE]);
+    if (!s) return hyi_prim_fail(vm, "the function was not prepared");
+    if (args[1] != vm->true_ && args[1] != vm->false_) return hyi_prim_fail(vm, "primUnthreaded: needs a Boolean");
+    s->unthreaded = args[1] == vm->true_;
+    *result = args[0];
+    return HYI_PRIM_OK;
+}
+
 /* call, callWith:, callWith:with:, ... : the arguments are args[1..nargs]. */
 static hyi_prim_status ef_call(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     return hyi_ffi_call(vm, &args[0], &args[1], nargs, result);
@@ -549,6 +561,7 @@ const hyi_prim_def hyi_prims_ffi[] = {
 
     { "ExternalFunction", "primPrepare", ef_prepare, 0 },
     { "ExternalFunction", "primBlocking:", ef_blocking, 0 },
+    { "ExternalFunction", "primUnthreaded:", ef_unthreaded, 0 },
     { "ExternalFunction", "call", ef_call, 0 },
     { "ExternalFunction", "callWith:", ef_call, 0 },
     { "ExternalFunction", "callWith:with:", ef_call, 0 },

@@ -842,6 +842,45 @@ void hyi_sched_switch_out(hy_vm *vm, bool requeue) {
     if (requeue) runq_push(s, me, false);
 }
 
+uint32_t hyi_sched_callback_enter(hy_vm *vm, uint32_t own) {
+    hyi_sched *s = S(vm);
+    if (own && hyi_sched_proc(vm, own)) {
+        if (s->current != own) install(vm, own);
+        return 0;
+    }
+    uint32_t id = alloc_id(s);
+    if (!id) return 0;
+    hyi_process *p = &s->procs[id];
+    if (!hyi_interp_stack_init(&p->stack, vm->config.stack_slots / 4)) {
+        p->next = s->free_ids;
+        s->free_ids = id;
+        return 0;
+    }
+    p->priority = HYI_DEFAULT_PRIORITY;
+    p->state = HYI_PS_RUNNABLE;   /* (not queued) */
+    p->bound_thread = hyi_thread_self(vm);
+    p->obj = vm->nil;
+    install(vm, id);
+    hyi_oop pname = hyi_symbol_c(vm, "Process");
+    hyi_oop pcls = pname ? hyi_global_get(vm, pname) : 0;
+    hyi_oop po = pcls ? hyi_instantiate(vm, pcls, 0) : 0;
+    if (po && hyi_size(po) >= 1) {
+        hyi_store(vm, po, PROC_ID, hyi_smi(id));
+        s->procs[id].obj = po;
+    }
+    return id;
+}
+
+void hyi_sched_callback_leave(hy_vm *vm, uint32_t temp) {
+    hyi_sched *s = S(vm);
+    if (!temp || !hyi_sched_proc(vm, temp)) return;
+    if (s->current == temp) {
+        s->procs[temp].stack = vm->stack;
+        s->current = 0;
+    }
+    free_process(vm, temp);
+}
+
 /* A callout returned on thread `self`: make `id` the installed process again. */
 void hyi_sched_reinstall(hy_vm *vm, uint32_t id) {
     hyi_sched *s = S(vm);

@@ -93,6 +93,12 @@ hyi_run hyi_sched_block_nested(hy_vm *vm);
 void hyi_sched_reinstall(hy_vm *vm, uint32_t id);
 /* Any thread: signal external semaphore index (1-based, from Semaphore>>registerExternal). */
 void hyi_sched_signal_external(hy_vm *vm, uint32_t index);
+/* A callback from C begins on the owning thread: make `own` (the process of this thread's
+ * callout in flight) current, or, when 0, a fresh process bound to this thread; answers that
+ * fresh process (to end with hyi_sched_callback_leave), or 0. */
+uint32_t hyi_sched_callback_enter(hy_vm *vm, uint32_t own);
+void hyi_sched_callback_leave(hy_vm *vm, uint32_t temp);
+
 /* Start the heartbeat if needed, or wake it to look again. */
 void hyi_heartbeat_kick(hy_vm *vm);
 /* A callout declared blocking started (any thread may call): wake a worker when a process can

@@ -26,6 +26,7 @@ typedef struct tinfo {
     bool waiting;
     uint32_t depth;        /* nested callouts of this thread in flight */
     int want_priority;     /* priority of the process it brings when waiting */
+    uint32_t callout_process; /* the process of its callout in flight (owner-written), 0 = none */
     sem_t sem;
 } tinfo;
 
@@ -157,6 +158,7 @@ void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) {
     hyi_process *cp = c->process ? hyi_sched_proc(vm, c->process) : NULL;
     c->priority = cp ? (int)cp->priority : 0;
     c->start_ns = 0;
+    if (c->thread <= MAX_THREADS) th->t[c->thread].callout_process = c->process;
     atomic_store_explicit(&th->in_callout, c->seq << 1 | (blocking ? 1u : 0u), memory_order_relaxed);
     if (__builtin_expect(blocking || vm->config.takeover_stress, 0)) {
         /* Known to block (or stress): release under the lock (to the first waiter, if any),
@@ -199,6 +201,7 @@ void hyi_callout_end(hy_vm *vm, hyi_callout *c) {
         own(vm, th, c->thread, c->priority);
     }
     atomic_store_explicit(&th->in_callout, 0, memory_order_relaxed);
+    if (c->thread <= MAX_THREADS) th->t[c->thread].callout_process = 0;
     /* If a worker ran other processes meanwhile, this thread's process comes back. */
     if (c->process) hyi_sched_reinstall(vm, c->process);
 }
@@ -207,12 +210,16 @@ void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
     struct hyi_threads *th = vm->threads;
     uint32_t i = self_index(th);
     st->thread = i;
-    st->was_in_callout = false;
     own(vm, th, i, 1000);
+    /* The callback runs in the process whose callout this thread is in, or (a foreign thread)
+     * in a process of its own; never on the stack of whatever process happens to be current. */
+    uint32_t mine = th->t[i].callout_process;
+    st->was_in_callout = mine != 0;
+    st->temp_process = hyi_sched_callback_enter(vm, mine);
 }
 
 void hyi_callback_leave(hy_vm *vm, hyi_callback_state *st) {
-    (void)st;
+    hyi_sched_callback_leave(vm, st->temp_process);
     release(vm->threads);
 }
 

@@ -41,6 +41,7 @@ void hyi_callout_end(hy_vm *vm, hyi_callout *c);
 typedef struct hyi_callback_state {
     uint32_t thread;
     bool was_in_callout;  /* the thread is inside a callout of this VM (nested callback) */
+    uint32_t temp_process; /* a process made for a callback from a foreign thread, or 0 */
 } hyi_callback_state;
 void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st);
 void hyi_callback_leave(hy_vm *vm, hyi_callback_state *st);
