@@ -116,12 +116,27 @@ static void own(hy_vm *vm, struct hyi_threads *th, uint32_t i, int priority) {
     atomic_fetch_add_explicit(&th->wait_ns, hyi_now_ns() - t0, memory_order_relaxed);
 }
 
-/* Release the VM held by thread i: hand it to the first waiter, if any. */
+/* The queue index (0 = head) of the waiter that gets the VM next: the highest priority, the
+ * earliest among equals. Lock held, queue not empty. */
+static uint32_t best_waiter(struct hyi_threads *th) {
+    uint32_t best = 0;
+    int best_pr = th->t[th->queue[th->qhead]].want_priority;
+    for (uint32_t k = 1; k < th->qlen; k++) {
+        int pr = th->t[th->queue[(th->qhead + k) % MAX_THREADS]].want_priority;
+        if (pr > best_pr) { best = k; best_pr = pr; }
+    }
+    return best;
+}
+
+/* Release the VM: hand it to the waiter of highest priority, if any. */
 static void release(struct hyi_threads *th) {
     pthread_mutex_lock(&th->lock);
     if (th->qlen) {
-        uint32_t next = th->queue[th->qhead];
-        th->qhead = (th->qhead + 1) % MAX_THREADS;
+        uint32_t k = best_waiter(th);
+        uint32_t next = th->queue[(th->qhead + k) % MAX_THREADS];
+        /* Close the gap: the waiters after it move up one place. */
+        for (uint32_t j = k; j + 1 < th->qlen; j++)
+            th->queue[(th->qhead + j) % MAX_THREADS] = th->queue[(th->qhead + j + 1) % MAX_THREADS];
         th->qlen--;
         atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_seq_cst);
         th->t[next].waiting = false;
@@ -240,7 +255,7 @@ int hyi_thread_waiting_priority(hy_vm *vm) {
     struct hyi_threads *th = vm->threads;
     if (atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0) return -1;
     pthread_mutex_lock(&th->lock);
-    int pr = th->qlen ? th->t[th->queue[th->qhead]].want_priority : -1;
+    int pr = th->qlen ? th->t[th->queue[(th->qhead + best_waiter(th)) % MAX_THREADS]].want_priority : -1;
     pthread_mutex_unlock(&th->lock);
     return pr;
 }
