@@ -743,7 +743,7 @@ static void idle_wait(hy_vm *vm, uint32_t self) {
     (void)self;
     uint64_t deadline = s->timers ? s->procs[s->timers].wake_ns : 0;
     hyi_callout c;
-    hyi_callout_begin(vm, &c, false);
+    hyi_thread_idle_begin(vm, &c);
     pthread_mutex_lock(&s->idle_lock);
     s->idle_sleepers++;
     while (!s->wakeup && !atomic_load(&s->done)) {

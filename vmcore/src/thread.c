@@ -164,7 +164,14 @@ void hyi_thread_detach(hy_vm *vm) {
     if (i && atomic_load_explicit(&th->owner, memory_order_acquire) == i) release(th);
 }
 
-void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) {
+static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool counted);
+
+void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) { callout_begin(vm, c, blocking, true); }
+
+/* The scheduler's own wait while idle: a callout for the protocol, not for the counters. */
+void hyi_thread_idle_begin(hy_vm *vm, hyi_callout *c) { callout_begin(vm, c, false, false); }
+
+static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool counted) {
     struct hyi_threads *th = vm->threads;
     (void)blocking;
     c->thread = atomic_load_explicit(&th->owner, memory_order_relaxed);
@@ -180,12 +187,12 @@ void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) {
          * then let a worker take the VM at once. Storing 0 first and releasing afterwards
          * could hand away a VM another thread had meanwhile taken (tests/model,
          * UNOWNED_RELEASE). */
-        atomic_fetch_add_explicit(&th->callouts, 1, memory_order_relaxed);
+        if (counted) atomic_fetch_add_explicit(&th->callouts, 1, memory_order_relaxed);
         release(th);
         hyi_sched_handoff(vm, vm->config.takeover_stress);
         return;
     }
-    atomic_fetch_add_explicit(&th->callouts, 1, memory_order_relaxed);
+    if (counted) atomic_fetch_add_explicit(&th->callouts, 1, memory_order_relaxed);
     /* Fast path: no lock, no syscall, unless another thread is already waiting for the VM. */
     if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0, 1)) {
         atomic_store_explicit(&th->owner, 0, memory_order_seq_cst);

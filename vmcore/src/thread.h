@@ -54,6 +54,7 @@ bool hyi_thread_attach(hy_vm *vm);
 void hyi_thread_detach(hy_vm *vm);
 
 /* For the scheduler (process.c). */
+void hyi_thread_idle_begin(hy_vm *vm, hyi_callout *c);  /* hyi_callout_begin, not counted */
 uint32_t hyi_thread_self(hy_vm *vm);                 /* index of the calling thread */
 int hyi_thread_waiting_priority(hy_vm *vm);          /* priority of the first waiter, -1 if none */
 bool hyi_thread_in_callout(hy_vm *vm, uint64_t *seq, bool *blocking); /* unowned inside callout *seq */
