@@ -7,6 +7,8 @@
 #                            build-asan      ASan + UBSan  (-DHYDRA_SANITIZER=address)
 #                            build-gcstress  a collection at every allocation (-DHYDRA_GC_STRESS=ON)
 #                            build-tsan      ThreadSanitizer (-DHYDRA_SANITIZER=thread)
+#                          and the suite again under takeover stress (a takeover at every
+#                          foreign call), alone and with GC stress
 #
 # Exits non-zero if any build or any test fails, after a summary of every configuration.
 # HYDRA_TEST_JOBS sets the parallelism (default: the number of cores).
@@ -19,7 +21,7 @@ all=0
 for arg in "$@"; do
     case $arg in
     --all) all=1 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -106,6 +108,11 @@ if [ "$all" -eq 1 ]; then
     fi
 
     run_config gc-stress build-gcstress cc "" -DCMAKE_BUILD_TYPE=Release -DHYDRA_GC_STRESS=ON
+
+    # Takeover stress: every foreign call hands the VM to a worker (hy_config_init reads
+    # HYDRA_TAKEOVER_STRESS); once on its own, once with GC stress.
+    run_config takeover build cc "env HYDRA_TAKEOVER_STRESS=1" -DCMAKE_BUILD_TYPE=Release
+    run_config gc+takeover build-gcstress cc "env HYDRA_TAKEOVER_STRESS=1" -DCMAKE_BUILD_TYPE=Release -DHYDRA_GC_STRESS=ON
 
     # TSan refuses some kernels' address-space randomisation; without randomisation it works.
     tsan_cc="" tsan_prefix=""
