@@ -691,6 +691,7 @@ static void *heartbeat_main(void *arg) {
     hy_vm *vm = arg;
     hyi_sched *s = S(vm);
     uint64_t last_seq = 0;
+    bool half_beat = false;
     while (!atomic_load(&s->stop_heartbeat)) {
         if (!heartbeat_needed(vm)) {
             pthread_mutex_lock(&s->idle_lock);
@@ -706,7 +707,9 @@ static void *heartbeat_main(void *arg) {
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t ns = (uint64_t)ts.tv_nsec + s->beat_ns;
+        /* Half a beat after first seeing a callout, look again: a call that has lasted that
+         * long is taken over (shorter calls never cause a thread switch). */
+        uint64_t ns = (uint64_t)ts.tv_nsec + (half_beat ? s->beat_ns / 2 : s->beat_ns);
         ts.tv_sec += (time_t)(ns / 1000000000u);
         ts.tv_nsec = (long)(ns % 1000000000u);
         pthread_mutex_lock(&s->idle_lock);
@@ -724,9 +727,14 @@ static void *heartbeat_main(void *arg) {
         }
         uint64_t seq;
         bool blocking;
-        if (hyi_thread_in_callout(vm, &seq, &blocking)) {
-            /* The same callout for a whole beat, and work to do: take the VM over. */
-            if (seq == last_seq && atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0) wake_worker(vm);
+        half_beat = false;
+        if (hyi_thread_in_callout(vm, &seq, &blocking) && !blocking) {
+            /* The same callout seen twice, and work to do: take the VM over. */
+            if (seq == last_seq) {
+                if (atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0) wake_worker(vm);
+            } else {
+                half_beat = true;
+            }
             last_seq = seq;
         } else {
             last_seq = 0;

@@ -164,14 +164,16 @@ void hyi_thread_detach(hy_vm *vm) {
     if (i && atomic_load_explicit(&th->owner, memory_order_acquire) == i) release(th);
 }
 
-static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool counted);
+static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle);
 
-void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) { callout_begin(vm, c, blocking, true); }
+void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) { callout_begin(vm, c, blocking, false); }
 
-/* The scheduler's own wait while idle: a callout for the protocol, not for the counters. */
-void hyi_thread_idle_begin(hy_vm *vm, hyi_callout *c) { callout_begin(vm, c, false, false); }
+/* The scheduler's own wait while idle: a callout for the protocol, not for the counters; it
+ * counts as blocking (the heartbeat need not watch it) but wakes no worker. */
+void hyi_thread_idle_begin(hy_vm *vm, hyi_callout *c) { callout_begin(vm, c, false, true); }
 
-static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool counted) {
+static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
+    bool counted = !idle;
     struct hyi_threads *th = vm->threads;
     (void)blocking;
     c->thread = atomic_load_explicit(&th->owner, memory_order_relaxed);
@@ -181,7 +183,7 @@ static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool counted
     c->priority = cp ? (int)cp->priority : 0;
     c->start_ns = 0;
     if (c->thread <= MAX_THREADS) th->t[c->thread].callout_process = c->process;
-    atomic_store_explicit(&th->in_callout, c->seq << 1 | (blocking ? 1u : 0u), memory_order_relaxed);
+    atomic_store_explicit(&th->in_callout, c->seq << 1 | (blocking || idle ? 1u : 0u), memory_order_relaxed);
     if (__builtin_expect(blocking || vm->config.takeover_stress, 0)) {
         /* Known to block (or stress): release under the lock (to the first waiter, if any),
          * then let a worker take the VM at once. Storing 0 first and releasing afterwards
