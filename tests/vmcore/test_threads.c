@@ -158,9 +158,72 @@ static void test_two_vms_run_on_two_threads_at_once(void **state) {
     assert_true(jobs[1].stats.scavenges + jobs[1].stats.full_gcs > 0);
 }
 
+/* ---- External semaphores and the threaded VM's counters, from C ---------------------------- */
+
+typedef struct signaller {
+    hy_vm *vm;
+    int times;
+} signaller;
+
+static void *signal_later(void *arg) {
+    signaller *sg = arg;
+    for (int i = 0; i < sg->times; i++) {
+        usleep(20000);
+        hy_vm_signal_semaphore(sg->vm, 1);   /* from a thread that never owns the VM */
+    }
+    return NULL;
+}
+
+static void test_c_thread_signals_an_external_semaphore(void **state) {
+    (void)state;
+    char dir[] = "/tmp/hydra-test-extsem-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    /* Three waits, each released by one signal from the C thread; meanwhile another process
+     * counts, so the VM is busy when the signals arrive. exit: 3 + the number of waits that
+     * returned. */
+    write_class(dir, "ExtSem",
+                "ExtSem = (\n"
+                "  run = ( | s n done stop |\n"
+                "    s := Semaphore new. s registerExternal = 1 ifFalse: [ system exit: 90 ].\n"
+                "    n := 0. stop := false. done := Semaphore new.\n"
+                "    [ [ stop ] whileFalse: [ Processor yield ]. done signal ] fork.\n"
+                "    3 timesRepeat: [ s wait. n := n + 1 ].\n"
+                "    stop := true. done wait.\n"
+                "    system exit: 3 + n )\n"
+                ")\n");
+    job j;
+    memset(&j, 0, sizeof j);
+    snprintf(j.classpath, sizeof j.classpath, "%s/images/core:%s", HYDRA_SOURCE_DIR, dir);
+    hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.classpath = j.classpath;
+    cfg.write = capture;
+    cfg.write_ctx = &j;
+    hy_vm *vm = NULL;
+    assert_int_equal(hy_vm_new(&cfg, &vm), HY_OK);
+    signaller sg = { vm, 3 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, signal_later, &sg), 0);
+    int status = -1;
+    assert_int_equal(hy_vm_run_main(vm, "ExtSem", 0, NULL, &status), HY_OK);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(status, 6);
+
+    hy_thread_stats ts;
+    assert_int_equal(hy_vm_thread_stats(vm, &ts), HY_OK);
+    /* The VM ran for about 60 ms with a process busy: the heartbeat watched it. */
+    assert_true(ts.heartbeats > 0);
+    assert_int_equal(hy_vm_thread_stats(NULL, &ts), HY_EINVAL);
+    hy_vm_free(vm);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_vms_run_on_two_threads_at_once),
+        cmocka_unit_test(test_c_thread_signals_an_external_semaphore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

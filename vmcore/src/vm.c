@@ -91,6 +91,20 @@ void hy_config_init(hy_config *cfg) {
     if (ts && *ts && strcmp(ts, "0") != 0) cfg->takeover_stress = true;
 }
 
+hy_err hy_vm_thread_stats(hy_vm *vm, hy_thread_stats *out) {
+    if (!vm || !out) return HY_EINVAL;
+    hyi_thread_stats st;
+    hyi_thread_stats_get(vm, &st);
+    out->callouts = st.callouts;
+    out->takeovers = st.takeovers;
+    out->handbacks = st.handbacks;
+    out->waits = st.waits;
+    out->wait_ns = st.wait_ns;
+    out->heartbeats = st.heartbeats;
+    out->workers = st.workers;
+    return HY_OK;
+}
+
 void hy_vm_signal_semaphore(hy_vm *vm, unsigned index) {
     if (vm) hyi_sched_signal_external(vm, index);
 }

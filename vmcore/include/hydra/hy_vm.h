@@ -58,6 +58,14 @@ typedef struct hy_config {
  * output to stdout/stderr. gc_stress defaults to true in HYDRA_GC_STRESS builds. */
 void hy_config_init(hy_config *cfg);
 
+/* Counters of the threaded VM: foreign calls, takeovers by workers, hand-backs to returning
+ * threads, waits for ownership and their total time, heartbeat ticks, workers started. Safe
+ * from any thread. */
+typedef struct hy_thread_stats {
+    uint64_t callouts, takeovers, handbacks, waits, wait_ns, heartbeats, workers;
+} hy_thread_stats;
+hy_err hy_vm_thread_stats(hy_vm *vm, hy_thread_stats *out);
+
 /* Signal the external semaphore `index` (from Semaphore>>registerExternal) of vm. Safe from any
  * thread, lock-free; the waiting Smalltalk process runs when the VM next polls. */
 void hy_vm_signal_semaphore(hy_vm *vm, unsigned index);
