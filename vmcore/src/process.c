@@ -330,7 +330,9 @@ static bool make_runnable(hy_vm *vm, uint32_t id) {
     hyi_sched *s = S(vm);
     runq_push(s, id, false);
     uint32_t cur = s->current;
-    if (s->idle_sleepers || atomic_load_explicit(&s->hb_parked, memory_order_relaxed)) wake_idle(s);
+    uint32_t bound = s->procs[id].bound_thread;
+    if (bound) hyi_thread_note_bound(vm, bound, (int)s->procs[id].priority);
+    if (bound || s->idle_sleepers || atomic_load_explicit(&s->hb_parked, memory_order_relaxed)) wake_idle(s);
     return cur && s->procs[id].priority > s->procs[cur].priority;
 }
 
@@ -574,6 +576,38 @@ static hyi_prim_status proc_state(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_
     return *result ? HYI_PRIM_OK : HYI_PRIM_OOM;
 }
 
+/* Process>>bindToCurrentThread / unbind: run only on the OS thread running now (a library's
+ * "UI thread"), or anywhere again. */
+static hyi_prim_status proc_bind(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
+    (void)nargs;
+    hyi_process *p = proc_of(vm, args[0]);
+    if (!p) return hyi_prim_fail(vm, "bindToCurrentThread: the process has ended");
+    p->bound_thread = hyi_thread_self(vm);
+    *result = args[0];
+    return HYI_PRIM_OK;
+}
+
+static hyi_prim_status proc_unbind(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
+    (void)nargs;
+    hyi_process *p = proc_of(vm, args[0]);
+    if (p) p->bound_thread = 0;
+    *result = args[0];
+    return HYI_PRIM_OK;
+}
+
+static hyi_prim_status proc_bound_thread(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
+    (void)nargs;
+    hyi_process *p = proc_of(vm, args[0]);
+    *result = p && p->bound_thread ? hyi_smi(p->bound_thread) : vm->nil;
+    return HYI_PRIM_OK;
+}
+
+static hyi_prim_status current_thread(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
+    (void)args; (void)nargs;
+    *result = hyi_smi(hyi_thread_self(vm));
+    return HYI_PRIM_OK;
+}
+
 static hyi_prim_status active_process(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)args; (void)nargs;
     hyi_sched *s = S(vm);
@@ -615,7 +649,11 @@ const hyi_prim_def hyi_prims_process[] = {
     { "Process", "resume", NULL, HYI_CTL_PROCESS_RESUME },
     { "Process", "suspend", NULL, HYI_CTL_PROCESS_SUSPEND },
     { "Process", "terminate", NULL, HYI_CTL_PROCESS_TERMINATE },
+    { "Process", "bindToCurrentThread", proc_bind, 0 },
+    { "Process", "unbind", proc_unbind, 0 },
+    { "Process", "boundThread", proc_bound_thread, 0 },
     { "ProcessorScheduler", "activeProcess", active_process, 0 },
+    { "ProcessorScheduler", "currentThread", current_thread, 0 },
     { "ProcessorScheduler", "yield", NULL, HYI_CTL_YIELD },
     { "Semaphore", "wait", NULL, HYI_CTL_SEM_WAIT },
     { "Semaphore", "signal", NULL, HYI_CTL_SEM_SIGNAL },
@@ -773,6 +811,7 @@ static void idle_wait(hy_vm *vm, uint32_t self) {
     s->kicks++;
     pthread_cond_broadcast(&s->idle_cond);   /* the heartbeat may be needed again */
     pthread_mutex_unlock(&s->idle_lock);
+    c.priority = hyi_thread_take_bound_priority(vm);   /* a process bound here may be waiting */
     hyi_callout_end(vm, &c);
 }
 

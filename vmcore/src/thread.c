@@ -27,6 +27,7 @@ typedef struct tinfo {
     uint32_t depth;        /* nested callouts of this thread in flight */
     int want_priority;     /* priority of the process it brings when waiting */
     uint32_t callout_process; /* the process of its callout in flight (owner-written), 0 = none */
+    _Atomic int bound_priority; /* highest priority of a process bound here that became runnable */
     sem_t sem;
 } tinfo;
 
@@ -294,7 +295,7 @@ void hyi_thread_handback(hy_vm *vm) { release(vm->threads); }
 
 void hyi_thread_own_again(hy_vm *vm) {
     struct hyi_threads *th = vm->threads;
-    own(vm, th, self_index(th), 0);
+    own(vm, th, self_index(th), hyi_thread_take_bound_priority(vm));
 }
 
 void hyi_thread_release_worker(hy_vm *vm) { release(vm->threads); }
@@ -305,4 +306,19 @@ void hyi_thread_count_heartbeat(hy_vm *vm) {
 
 void hyi_thread_count_worker(hy_vm *vm) {
     atomic_fetch_add_explicit(&vm->threads->workers, 1, memory_order_relaxed);
+}
+
+void hyi_thread_note_bound(hy_vm *vm, uint32_t thread, int priority) {
+    struct hyi_threads *th = vm->threads;
+    if (thread < 1 || thread > MAX_THREADS) return;
+    int cur = atomic_load_explicit(&th->t[thread].bound_priority, memory_order_relaxed);
+    while (priority > cur &&
+           !atomic_compare_exchange_weak_explicit(&th->t[thread].bound_priority, &cur, priority,
+                                                  memory_order_relaxed, memory_order_relaxed)) {}
+}
+
+int hyi_thread_take_bound_priority(hy_vm *vm) {
+    struct hyi_threads *th = vm->threads;
+    uint32_t i = self_index(th);
+    return i ? atomic_exchange_explicit(&th->t[i].bound_priority, 0, memory_order_relaxed) : 0;
 }

@@ -63,6 +63,10 @@ void hyi_thread_handback(hy_vm *vm);                 /* give the VM to the first
 void hyi_thread_own_again(hy_vm *vm);                /* own the VM (queue at the lowest priority) */
 void hyi_thread_release_worker(hy_vm *vm);           /* a worker leaves the VM */
 void hyi_thread_count_heartbeat(hy_vm *vm);
+/* A process bound to `thread` became runnable (the owner says so); that thread, when it next
+ * asks for the VM, asks with that priority. */
+void hyi_thread_note_bound(hy_vm *vm, uint32_t thread, int priority);
+int hyi_thread_take_bound_priority(hy_vm *vm);
 void hyi_thread_count_worker(hy_vm *vm);
 
 /* Counters of the threaded VM (readable from Smalltalk and C). */
