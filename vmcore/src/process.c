@@ -74,12 +74,20 @@ struct hyi_sched {
 
 static hyi_sched *S(hy_vm *vm) { return vm->sched; }
 
+/* The installed process, mirrored in hy_vm for the callout fast path. */
+static void set_current(hy_vm *vm, uint32_t id) {
+    hyi_sched *s = vm->sched;
+    s->current = id;
+    vm->current_process = id;
+    vm->current_priority = id ? (int)s->procs[id].priority : 0;
+}
+
 hyi_process *hyi_sched_proc(hy_vm *vm, uint32_t id) {
     hyi_sched *s = S(vm);
     return id && id < s->nprocs && s->procs[id].state != HYI_PS_FREE ? &s->procs[id] : NULL;
 }
 
-uint32_t hyi_sched_current(hy_vm *vm) { return S(vm)->current; }
+
 
 /* ---- Attention -------------------------------------------------------------------------- */
 
@@ -167,7 +175,7 @@ static void save_current(hy_vm *vm) {
     hyi_sched *s = S(vm);
     if (!s->current) return;
     s->procs[s->current].stack = vm->stack;
-    s->current = 0;
+    set_current(vm, 0);
 }
 
 static void install(hy_vm *vm, uint32_t id) {
@@ -179,7 +187,7 @@ static void install(hy_vm *vm, uint32_t id) {
     save_current(vm);
     vm->stack = s->procs[id].stack;
     s->procs[id].state = HYI_PS_RUNNING;
-    s->current = id;
+    set_current(vm, id);
 }
 
 static hyi_oop make_tramp(hy_vm *vm, hyi_oop selector, uint32_t nargs) {
@@ -248,7 +256,7 @@ static uint32_t new_process(hy_vm *vm, hyi_oop process_obj, hyi_oop block, uint3
 static void free_process(hy_vm *vm, uint32_t id) {
     hyi_sched *s = S(vm);
     hyi_process *p = &s->procs[id];
-    if (s->current == id) s->current = 0;
+    if (s->current == id) set_current(vm, 0);
     if (!p->main) hyi_interp_stack_fini(&p->stack);
     if (hyi_is_ptr(p->obj) && p->obj != vm->nil) hyi_store(vm, p->obj, PROC_ID, vm->nil);
     memset(p, 0, sizeof *p);
@@ -562,6 +570,7 @@ static hyi_prim_status proc_set_priority(hy_vm *vm, hyi_oop *args, uint32_t narg
         bool queued = p->state == HYI_PS_RUNNABLE && runq_remove(s, id);
         p->priority = (uint32_t)hyi_smi_val(args[1]);
         if (queued) runq_push(s, id, false);
+        if (id == s->current) vm->current_priority = (int)p->priority;
     }
     *result = args[0];
     return HYI_PRIM_OK;
@@ -923,7 +932,7 @@ void hyi_sched_callback_leave(hy_vm *vm, uint32_t temp) {
     if (!temp || !hyi_sched_proc(vm, temp)) return;
     if (s->current == temp) {
         s->procs[temp].stack = vm->stack;
-        s->current = 0;
+        set_current(vm, 0);
     }
     free_process(vm, temp);
 }

@@ -56,7 +56,7 @@ void hyi_sched_fini(hy_vm *vm);
 void hyi_sched_visit_roots(hy_vm *vm, void (*visit)(hy_vm *vm, hyi_oop *slot, void *arg), void *arg);
 
 /* The installed process (0 if none) and a record by id (NULL if none). */
-uint32_t hyi_sched_current(hy_vm *vm);
+static inline uint32_t hyi_sched_current(hy_vm *vm) { return vm->current_process; }
 hyi_process *hyi_sched_proc(hy_vm *vm, uint32_t id);
 
 /* Control primitives of processes (handled by the interpreter, which switches processes);

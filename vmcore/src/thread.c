@@ -178,10 +178,11 @@ static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
     struct hyi_threads *th = vm->threads;
     (void)blocking;
     c->thread = atomic_load_explicit(&th->owner, memory_order_relaxed);
-    c->seq = atomic_fetch_add_explicit(&th->callout_seq, 1, memory_order_relaxed) + 1;
-    c->process = hyi_sched_current(vm);
-    hyi_process *cp = c->process ? hyi_sched_proc(vm, c->process) : NULL;
-    c->priority = cp ? (int)cp->priority : 0;
+    /* Only the owner writes the counters: plain increments, no locked instructions. */
+    c->seq = atomic_load_explicit(&th->callout_seq, memory_order_relaxed) + 1;
+    atomic_store_explicit(&th->callout_seq, c->seq, memory_order_relaxed);
+    c->process = vm->current_process;
+    c->priority = vm->current_priority;
     c->start_ns = 0;
     if (c->thread <= MAX_THREADS) th->t[c->thread].callout_process = c->process;
     atomic_store_explicit(&th->in_callout, c->seq << 1 | (blocking || idle ? 1u : 0u), memory_order_relaxed);
@@ -190,12 +191,12 @@ static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
          * then let a worker take the VM at once. Storing 0 first and releasing afterwards
          * could hand away a VM another thread had meanwhile taken (tests/model,
          * UNOWNED_RELEASE). */
-        if (counted) atomic_fetch_add_explicit(&th->callouts, 1, memory_order_relaxed);
+        if (counted) atomic_store_explicit(&th->callouts, atomic_load_explicit(&th->callouts, memory_order_relaxed) + 1, memory_order_relaxed);
         release(th);
         hyi_sched_handoff(vm, vm->config.takeover_stress);
         return;
     }
-    if (counted) atomic_fetch_add_explicit(&th->callouts, 1, memory_order_relaxed);
+    if (counted) atomic_store_explicit(&th->callouts, atomic_load_explicit(&th->callouts, memory_order_relaxed) + 1, memory_order_relaxed);
     /* Fast path: no lock, no syscall, unless another thread is already waiting for the VM. */
     if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0, 1)) {
         atomic_store_explicit(&th->owner, 0, memory_order_seq_cst);
@@ -228,7 +229,7 @@ void hyi_callout_end(hy_vm *vm, hyi_callout *c) {
     atomic_store_explicit(&th->in_callout, 0, memory_order_relaxed);
     if (c->thread <= MAX_THREADS) th->t[c->thread].callout_process = 0;
     /* If a worker ran other processes meanwhile, this thread's process comes back. */
-    if (c->process) hyi_sched_reinstall(vm, c->process);
+    if (__builtin_expect(c->process != vm->current_process, 0)) hyi_sched_reinstall(vm, c->process);
 }
 
 void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {

@@ -88,6 +88,8 @@ struct hy_vm {
     hyi_oop special;          /* Array reserved for later modules (processes, FFI) */
     struct hyi_threads *threads; /* ownership, callouts (thread.c) */
     struct hyi_sched *sched;  /* processes, scheduler, workers, heartbeat (process.c) */
+    uint32_t current_process; /* the installed process (process.c keeps it), 0 = none */
+    int current_priority;     /* its priority */
 
     hyi_table symbols;        /* interned Symbols (old space) */
     hyi_table globals;        /* global cells keyed by their key symbol */
