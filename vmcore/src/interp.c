@@ -198,16 +198,18 @@ void hyi_interp_print_backtrace(hy_vm *vm, int stream) {
     }
 }
 
-static hyi_oop trampoline(hy_vm *vm, uint32_t nargs) {
-    if (nargs >= 8) return 0;
-    if (vm->trampolines[nargs]) return vm->trampolines[nargs];
+hyi_oop hyi_interp_trampoline_new(hy_vm *vm, hyi_oop selector, uint32_t nargs) {
     size_t code_len = 4;
     size_t ic_off = (sizeof(hyi_method) + code_len + 7) & ~(size_t)7;
     size_t bytes = ic_off + sizeof(hyi_ic) - sizeof(hyi_obj);
-    hyi_oop mo = hyi_heap_alloc_old(vm, vm->cls.method, HYI_FMT_METHOD, (uint32_t)bytes);
+    HYI_ROOT(vm, &selector);
+    hyi_oop sig = selector != vm->nil ? selector : hyi_symbol_c(vm, "callFromC");
+    HYI_ROOT(vm, &sig);
+    hyi_oop mo = sig ? hyi_heap_alloc_old(vm, vm->cls.method, HYI_FMT_METHOD, (uint32_t)bytes) : 0;
+    HYI_UNROOT(vm, 2);
     if (!mo) return 0;
     hyi_method *m = hyi_m(mo);
-    m->signature = hyi_symbol_c(vm, "callFromC");
+    m->signature = sig;
     m->holder = vm->nil;
     m->literals = vm->nil;
     m->debug = vm->nil;
@@ -222,9 +224,14 @@ static hyi_oop trampoline(hy_vm *vm, uint32_t nargs) {
     hyi_ic *ic = hyi_method_ics(m);
     memset(ic, 0, sizeof *ic);
     ic->nargs = nargs;
-    ic->selector = vm->nil;
-    vm->trampolines[nargs] = mo;
+    ic->selector = selector;
     return mo;
+}
+
+static hyi_oop trampoline(hy_vm *vm, uint32_t nargs) {
+    if (nargs >= 8) return 0;
+    if (!vm->trampolines[nargs]) vm->trampolines[nargs] = hyi_interp_trampoline_new(vm, vm->nil, nargs);
+    return vm->trampolines[nargs];
 }
 
 /* ---- The loop ------------------------------------------------------------------------------ */

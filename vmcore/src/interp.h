@@ -29,6 +29,10 @@ bool hyi_interp_init(hy_vm *vm);
 bool hyi_interp_stack_init(hyi_stack *s, size_t slots);
 void hyi_interp_stack_fini(hyi_stack *s);
 void hyi_interp_visit_stack(hy_vm *vm, hyi_stack *s, void (*visit)(hy_vm *vm, hyi_oop *slot, void *arg), void *arg);
+/* A method `SEND selector (nargs arguments); RETURN_TOP` for entering Smalltalk from C; the
+ * receiver sits in fp[1]. selector nil: set per call in the inline cache. Old; 0 when out of
+ * memory. */
+hyi_oop hyi_interp_trampoline_new(hy_vm *vm, hyi_oop selector, uint32_t nargs);
 /* Continue the installed process at top level until it ends (OK/EXIT) or is switched out. */
 hyi_run hyi_interp_resume(hy_vm *vm, hyi_oop *result);
 void hyi_interp_fini(hy_vm *vm);

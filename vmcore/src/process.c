@@ -191,29 +191,7 @@ static void install(hy_vm *vm, uint32_t id) {
 }
 
 static hyi_oop make_tramp(hy_vm *vm, hyi_oop selector, uint32_t nargs) {
-    size_t code_len = 4;
-    size_t ic_off = (sizeof(hyi_method) + code_len + 7) & ~(size_t)7;
-    size_t bytes = ic_off + sizeof(hyi_ic) - sizeof(hyi_obj);
-    HYI_ROOT(vm, &selector);
-    hyi_oop mo = hyi_heap_alloc_old(vm, vm->cls.method, HYI_FMT_METHOD, (uint32_t)bytes);
-    HYI_UNROOT(vm, 1);
-    if (!mo) return 0;
-    hyi_method *m = hyi_m(mo);
-    m->signature = selector;
-    m->holder = vm->nil;
-    m->literals = vm->nil;
-    m->debug = vm->nil;
-    m->max_stack = (uint16_t)(nargs + 2);
-    m->num_ics = 1;
-    m->code_len = (uint32_t)code_len;
-    m->ic_offset = (uint32_t)ic_off;
-    uint8_t *code = hyi_method_code(m);
-    code[0] = HYI_OP_SEND; code[1] = 0; code[2] = 0; code[3] = HYI_OP_RETURN_TOP;
-    hyi_ic *ic = hyi_method_ics(m);
-    memset(ic, 0, sizeof *ic);
-    ic->selector = selector;
-    ic->nargs = nargs;
-    return mo;
+    return hyi_interp_trampoline_new(vm, selector, nargs);
 }
 
 /* Push the bottom frame of a new process: `receiver <tramp selector> arg?`. */
