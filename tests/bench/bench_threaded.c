@@ -119,17 +119,20 @@ static int run_class(const char *name, sink *out) {
 
 /* ---- 1b. Hydra callouts --------------------------------------------------------------------- */
 
+/* Rounds of (empty loop, unthreaded calls, threaded calls), interleaved so that a change of
+ * machine speed hits all three alike; one line "empty unthreaded threaded n" per round. */
 static const char *calls_src =
     "BenchCalls = (\n"
     "  run = ( | add n t0 empty un th |\n"
     "    add := ExternalLibrary default lookup: 'hybench_add' returns: #int arguments: #( #int #int ).\n"
-    "    n := 2000000.\n"
-    "    t0 := system ticks. 1 to: n do: [ :i | i + 1 ]. empty := system ticks - t0.\n"
-    "    add beUnthreaded.\n"
-    "    t0 := system ticks. 1 to: n do: [ :i | add callWith: i with: 1 ]. un := system ticks - t0.\n"
-    "    add beThreaded.\n"
-    "    t0 := system ticks. 1 to: n do: [ :i | add callWith: i with: 1 ]. th := system ticks - t0.\n"
-    "    (empty asString + ' ' + un asString + ' ' + th asString + ' ' + n asString) println )\n"
+    "    n := 1000000.\n"
+    "    1 to: 9 do: [ :round |\n"
+    "      t0 := system ticks. 1 to: n do: [ :i | i + 1 ]. empty := system ticks - t0.\n"
+    "      add beUnthreaded.\n"
+    "      t0 := system ticks. 1 to: n do: [ :i | add callWith: i with: 1 ]. un := system ticks - t0.\n"
+    "      add beThreaded.\n"
+    "      t0 := system ticks. 1 to: n do: [ :i | add callWith: i with: 1 ]. th := system ticks - t0.\n"
+    "      (empty asString + ' ' + un asString + ' ' + th asString + ' ' + n asString) println ] )\n"
     ")\n";
 
 /* ---- 2, 3. Takeover and hand-off latency ---------------------------------------------------- */
@@ -255,24 +258,36 @@ int main(void) {
     write_class("BenchLatency", latency_src);
     write_class("BenchIdle", idle_src);
 
-    printf("== ns per call of int add(int,int), median of 5 runs ==\n");
-    double d[5], f[5], un[5], th[5];
+    printf("== ns per call of int add(int,int) ==\n");
+    double d[5], f[5];
     for (int r = 0; r < 5; r++) {
         d[r] = direct_ns(20000000);
         f[r] = ffi_ns(5000000);
-        sink out = { .len = 0 };
-        run_class("BenchCalls", &out);
-        double v[4] = { 0 };
-        if (parse_doubles(out.buf, v, 4) != 4) { fprintf(stderr, "BenchCalls printed: %s\n", out.buf); return 1; }
-        un[r] = (v[1] - v[0]) * 1000.0 / v[3];
-        th[r] = (v[2] - v[0]) * 1000.0 / v[3];
     }
-    double md = median(d, 5), mf = median(f, 5), mu = median(un, 5), mt = median(th, 5);
-    printf("direct C call                      %8.1f ns\n", md);
-    printf("raw ffi_call (prepared cif)        %8.1f ns   (%.2fx direct)\n", mf, mf / md);
-    printf("Hydra callout, unthreaded          %8.1f ns   (%.2fx raw ffi_call)\n", mu, mu / mf);
-    printf("Hydra callout, threaded            %8.1f ns   (%.2fx raw ffi_call)\n", mt, mt / mf);
-    printf("threaded minus unthreaded          %8.1f ns   (target <= 10)\n", mt - mu);
+    double md = median(d, 5), mf = median(f, 5);
+    sink calls = { .len = 0 };
+    run_class("BenchCalls", &calls);
+    double un[9], th[9], diff[9];
+    int rounds = 0;
+    for (char *line = calls.buf; line && *line && rounds < 9; ) {
+        double v[4];
+        char *next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        if (parse_doubles(line, v, 4) == 4) {
+            un[rounds] = (v[1] - v[0]) * 1000.0 / v[3];
+            th[rounds] = (v[2] - v[0]) * 1000.0 / v[3];
+            diff[rounds] = (v[2] - v[1]) * 1000.0 / v[3];
+            rounds++;
+        }
+        line = next;
+    }
+    if (rounds == 0) { fprintf(stderr, "BenchCalls printed: %s\n", calls.buf); return 1; }
+    double mu = median(un, rounds), mt = median(th, rounds), mdiff = median(diff, rounds);
+    printf("direct C call (median of 5)        %8.1f ns\n", md);
+    printf("raw ffi_call, prepared cif (of 5)  %8.1f ns   (%.2fx direct)\n", mf, mf / md);
+    printf("Hydra callout, unthreaded (of %d)   %8.1f ns   (%.2fx raw ffi_call)\n", rounds, mu, mu / mf);
+    printf("Hydra callout, threaded (of %d)     %8.1f ns   (%.2fx raw ffi_call)\n", rounds, mt, mt / mf);
+    printf("threaded minus unthreaded          %8.1f ns   (median of the %d rounds' differences; target <= 10)\n", mdiff, rounds);
 
     printf("\n== latency (200 calls of usleep(5000) each) ==\n");
     sink out = { .len = 0 };

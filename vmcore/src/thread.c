@@ -9,7 +9,10 @@
 #include "thread.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <semaphore.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -39,6 +42,7 @@ struct hyi_threads {
     _Atomic uint32_t nwaiting;       /* qlen, readable without the lock */
     tinfo t[MAX_THREADS + 1];        /* by index; 0 unused */
     _Atomic uint64_t callout_seq;
+    bool asymmetric;                 /* membarrier available: the fast path needs no fence */
     _Atomic uint64_t in_callout;     /* seq of the callout that left the VM unowned, 0 = none */
     _Atomic uint64_t callouts, takeovers, handbacks, waits, wait_ns, heartbeats, workers;
 };
@@ -49,8 +53,19 @@ bool hyi_threads_init(hy_vm *vm) {
     pthread_mutex_init(&th->lock, NULL);
     atomic_init(&th->owner, 0);
     atomic_init(&th->callout_seq, 0);
+    /* An asymmetric Dekker: the callout fast path (store vmOwner := 0, then read the waiter
+     * count) runs without a fence; a thread that queues makes every other thread of the
+     * process execute one (membarrier) between publishing itself and trying vmOwner. Where
+     * the kernel lacks membarrier both sides use sequentially consistent operations. */
+    th->asymmetric = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
     vm->threads = th;
     return true;
+}
+
+/* Order this thread's earlier stores before later loads on every thread of the process. */
+static void heavy_barrier(struct hyi_threads *th) {
+    if (th->asymmetric && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+    atomic_thread_fence(memory_order_seq_cst);
 }
 
 void hyi_threads_fini(hy_vm *vm) {
@@ -97,6 +112,7 @@ static void own(hy_vm *vm, struct hyi_threads *th, uint32_t i, int priority) {
      * (tests/model, LATE_PUBLISH). */
     th->queue[(th->qhead + th->qlen++) % MAX_THREADS] = i;
     atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_seq_cst);
+    heavy_barrier(th);
     uint32_t expected = 0;
     if (atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_seq_cst,
                                                 memory_order_seq_cst)) {
@@ -199,7 +215,12 @@ static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
     if (counted) atomic_store_explicit(&th->callouts, atomic_load_explicit(&th->callouts, memory_order_relaxed) + 1, memory_order_relaxed);
     /* Fast path: no lock, no syscall, unless another thread is already waiting for the VM. */
     if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0, 1)) {
-        atomic_store_explicit(&th->owner, 0, memory_order_seq_cst);
+        if (__builtin_expect(th->asymmetric, 1)) {
+            atomic_store_explicit(&th->owner, 0, memory_order_release);
+            atomic_signal_fence(memory_order_seq_cst);   /* the other side's membarrier orders it */
+        } else {
+            atomic_store_explicit(&th->owner, 0, memory_order_seq_cst);
+        }
         if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_seq_cst) == 0, 1)) return;
         /* A waiter arrived between the check and the store: make sure it is served. */
         pthread_mutex_lock(&th->lock);
