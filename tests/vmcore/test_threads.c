@@ -220,8 +220,52 @@ static void test_c_thread_signals_an_external_semaphore(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* ---- Time slicing among equal priorities (hy_config.timeslice) ------------------------------- */
+
+static int run_slice(const char *dir, bool timeslice) {
+    job j;
+    memset(&j, 0, sizeof j);
+    snprintf(j.classpath, sizeof j.classpath, "%s/images/core:%s", HYDRA_SOURCE_DIR, dir);
+    hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.classpath = j.classpath;
+    cfg.write = capture;
+    cfg.write_ctx = &j;
+    cfg.timeslice = timeslice;
+    hy_vm *vm = NULL;
+    assert_int_equal(hy_vm_new(&cfg, &vm), HY_OK);
+    int status = -1;
+    assert_int_equal(hy_vm_run_main(vm, "Slice", 0, NULL, &status), HY_OK);
+    hy_vm_free(vm);
+    return status;
+}
+
+static void test_timeslice_preempts_equal_priorities(void **state) {
+    (void)state;
+    char dir[] = "/tmp/hydra-test-slice-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    /* The main process spins for 50 ms without yielding; a forked process of the same priority
+     * counts. It gets the CPU only if the heartbeat's ticks preempt the main process. */
+    write_class(dir, "Slice",
+                "Slice = (\n"
+                "  run = ( | count stop t |\n"
+                "    count := 0. stop := false.\n"
+                "    [ [ stop ] whileFalse: [ count := count + 1 ] ] fork.\n"
+                "    t := system ticks.\n"
+                "    [ system ticks - t < 50000 ] whileTrue: [ ].\n"
+                "    stop := true.\n"
+                "    system exit: (count > 0 ifTrue: [ 21 ] ifFalse: [ 20 ]) )\n"
+                ")\n");
+    assert_int_equal(run_slice(dir, false), 20);
+    assert_int_equal(run_slice(dir, true), 21);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_timeslice_preempts_equal_priorities),
         cmocka_unit_test(test_two_vms_run_on_two_threads_at_once),
         cmocka_unit_test(test_c_thread_signals_an_external_semaphore),
     };
