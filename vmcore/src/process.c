@@ -56,7 +56,7 @@ struct hyi_sched {
     /* Sleeping while idle, and the heartbeat. */
     pthread_mutex_t idle_lock;
     pthread_cond_t idle_cond;
-    uint32_t idle_sleepers;
+    _Atomic uint32_t idle_sleepers; /* changed under idle_lock; read without it by signallers */
     bool wakeup;                  /* under idle_lock: something happened (for idle threads) */
     uint64_t kicks;               /* under idle_lock: wake-ups so far (for the heartbeat) */
     pthread_t heartbeat;
@@ -652,12 +652,19 @@ const hyi_prim_def hyi_prims_process[] = {
 
 /* ---- External signals --------------------------------------------------------------------- */
 
+static bool external_pending(hyi_sched *s) {
+    for (uint32_t i = 0; i < MAX_EXTERNAL; i++)
+        if (atomic_load_explicit(&s->ext_pending[i], memory_order_seq_cst)) return true;
+    return false;
+}
+
 void hyi_sched_signal_external(hy_vm *vm, uint32_t index) {
     hyi_sched *s = S(vm);
     if (index < 1 || index > MAX_EXTERNAL) return;
-    atomic_fetch_add_explicit(&s->ext_pending[index - 1], 1, memory_order_acq_rel);
+    atomic_fetch_add_explicit(&s->ext_pending[index - 1], 1, memory_order_seq_cst);
     attention(vm);
-    wake_idle(s);
+    /* Lock-free unless a thread of this VM sleeps idle and must be woken. */
+    if (atomic_load_explicit(&s->idle_sleepers, memory_order_seq_cst)) wake_idle(s);
 }
 
 /* ---- Heartbeat ---------------------------------------------------------------------------- */
@@ -778,8 +785,10 @@ static void idle_wait(hy_vm *vm, uint32_t self) {
     hyi_callout c;
     hyi_thread_idle_begin(vm, &c);
     pthread_mutex_lock(&s->idle_lock);
-    s->idle_sleepers++;
-    while (!s->wakeup && !atomic_load(&s->done)) {
+    atomic_fetch_add_explicit(&s->idle_sleepers, 1, memory_order_seq_cst);
+    /* (seq_cst with the signaller's increment and read: a signal either sees this sleeper or
+     * is seen here.) */
+    while (!s->wakeup && !atomic_load(&s->done) && !external_pending(s)) {
         if (deadline) {
             uint64_t now = hyi_now_ns();
             if (now >= deadline) break;
@@ -794,7 +803,7 @@ static void idle_wait(hy_vm *vm, uint32_t self) {
         }
     }
     s->wakeup = false;
-    s->idle_sleepers--;
+    atomic_fetch_sub_explicit(&s->idle_sleepers, 1, memory_order_seq_cst);
     s->kicks++;
     pthread_cond_broadcast(&s->idle_cond);   /* the heartbeat may be needed again */
     pthread_mutex_unlock(&s->idle_lock);
