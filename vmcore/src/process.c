@@ -412,6 +412,10 @@ static bool serve_events(hy_vm *vm) {
 hyi_sched_act hyi_sched_poll(hy_vm *vm) {
     hyi_sched *s = S(vm);
     atomic_store_explicit(&vm->attention, 0, memory_order_relaxed);
+    /* The program ended while this process was inside a foreign call: it ends too. */
+    if (__builtin_expect(atomic_load_explicit(&s->done, memory_order_relaxed), 0) && s->current &&
+        !s->procs[s->current].main)
+        return HYI_SCHED_TERMINATE;
     bool preempt = serve_events(vm);
     uint32_t cur = s->current;
     if (!cur) return HYI_SCHED_CONTINUE;
@@ -927,7 +931,8 @@ void hyi_sched_callback_leave(hy_vm *vm, uint32_t temp) {
 /* A callout returned on thread `self`: make `id` the installed process again. */
 void hyi_sched_reinstall(hy_vm *vm, uint32_t id) {
     hyi_sched *s = S(vm);
-    if (!id || s->current == id) return;
+    if (atomic_load_explicit(&s->done, memory_order_relaxed)) attention(vm);
+    if (!id || s->current == id || !hyi_sched_proc(vm, id)) return;
     install(vm, id);
 }
 
@@ -998,8 +1003,11 @@ hyi_run hyi_sched_run_main(hy_vm *vm, hyi_oop receiver, hyi_oop selector, hyi_oo
     vm->stack = s->procs[id].stack;
     vm->stack.nframes = 0;
     vm->stack.sp = vm->stack.base - 1;
+    /* Processes still inside foreign calls on other threads stay until their calls return and
+     * they end (hyi_sched_poll); hyi_sched_fini waits for those threads. */
     for (uint32_t q = 1; q < s->nprocs; q++)
-        if (s->procs[q].state != HYI_PS_FREE) free_process(vm, q);
+        if (s->procs[q].state != HYI_PS_FREE && s->procs[q].state != HYI_PS_CALLOUT && q != s->current)
+            free_process(vm, q);
     memset(s->runq_head, 0, sizeof s->runq_head);
     memset(s->runq_tail, 0, sizeof s->runq_tail);
     s->timers = 0;
