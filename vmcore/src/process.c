@@ -667,8 +667,15 @@ void hyi_sched_signal_external(hy_vm *vm, uint32_t index) {
     if (index < 1 || index > MAX_EXTERNAL) return;
     atomic_fetch_add_explicit(&s->ext_pending[index - 1], 1, memory_order_seq_cst);
     attention(vm);
-    /* Lock-free unless a thread of this VM sleeps idle and must be woken. */
-    if (atomic_load_explicit(&s->idle_sleepers, memory_order_seq_cst)) wake_idle(s);
+    /* Lock-free unless a thread of this VM sleeps idle and must be woken, or the VM sits
+     * unowned in a call and a worker must come to serve the signal. */
+    if (atomic_load_explicit(&s->idle_sleepers, memory_order_seq_cst)) {
+        wake_idle(s);
+        return;
+    }
+    uint64_t seq;
+    bool blocking;
+    if (hyi_thread_in_callout(vm, &seq, &blocking)) hyi_sched_handoff(vm, true);
 }
 
 /* ---- Heartbeat ---------------------------------------------------------------------------- */
@@ -707,9 +714,12 @@ static bool heartbeat_needed_when(hy_vm *vm, bool idle) {
     bool blocking;
     bool in_callout = hyi_thread_in_callout(vm, &seq, &blocking);
     bool runnable = atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0;
-    if (in_callout) return !blocking || runnable;
-    /* Owned and running: a callout may start at any moment. */
-    return !idle && atomic_load_explicit(&s->running, memory_order_relaxed);
+    (void)runnable;
+    /* A callout that may run long is watched; one declared blocking has handed the VM off. */
+    if (in_callout) return !blocking;
+    /* Running: time slicing needs the ticks; a callout that starts kicks the heartbeat awake
+     * (hyi_callout_begin). */
+    return !idle && vm->config.timeslice && atomic_load_explicit(&s->running, memory_order_relaxed);
 }
 
 /* Called with idle_lock held. */
@@ -728,17 +738,28 @@ static void *heartbeat_main(void *arg) {
     hyi_sched *s = S(vm);
     uint64_t last_seq = 0;
     bool half_beat = false;
+    uint32_t quiet = 0;   /* consecutive looks that found nothing to watch */
     while (!atomic_load(&s->stop_heartbeat)) {
-        if (!heartbeat_needed(vm)) {
+        /* Park only after a while with nothing to watch, so that a VM alternating quickly
+         * between calls and other work does not make it park and wake at every beat. */
+        bool needed = heartbeat_needed(vm);
+        quiet = needed ? 0 : quiet + 1;
+        if (!needed && quiet >= 16) {
             pthread_mutex_lock(&s->idle_lock);
             atomic_store(&s->hb_parked, true);
+            atomic_store_explicit(&vm->heartbeat_parked, true, memory_order_seq_cst);
+            /* Against a callout that starts now: it stores in_callout and then reads
+             * heartbeat_parked with no fence; this barrier orders our side of that pair. */
+            hyi_thread_heavy_barrier(vm);
             /* Re-check under the lock: a kick between the check and the wait is not lost. */
             uint64_t seen = s->kicks;
             while (s->kicks == seen && !atomic_load(&s->stop_heartbeat) && !heartbeat_needed_locked(vm))
                 pthread_cond_wait(&s->idle_cond, &s->idle_lock);
             atomic_store(&s->hb_parked, false);
+            atomic_store_explicit(&vm->heartbeat_parked, false, memory_order_relaxed);
             pthread_mutex_unlock(&s->idle_lock);
             last_seq = 0;
+            quiet = 0;
             continue;
         }
         struct timespec ts;
@@ -755,16 +776,19 @@ static void *heartbeat_main(void *arg) {
         hyi_thread_count_heartbeat(vm);
         atomic_store_explicit(&s->tick, true, memory_order_relaxed);
         uint64_t due = atomic_load_explicit(&s->next_timer, memory_order_acquire);
+        uint64_t seq;
+        bool blocking;
+        bool in_callout = hyi_thread_in_callout(vm, &seq, &blocking);
         if (due && hyi_now_ns() >= due) {
             attention(vm);
             wake_idle(s);
+            /* Nobody runs the VM (it sits in a call): a worker serves the delay. */
+            if (in_callout) wake_worker(vm);
         } else if (vm->config.timeslice) {
             attention(vm);
         }
-        uint64_t seq;
-        bool blocking;
         half_beat = false;
-        if (hyi_thread_in_callout(vm, &seq, &blocking) && !blocking) {
+        if (in_callout && !blocking) {
             /* The same callout seen twice, and work to do: take the VM over. */
             if (seq == last_seq) {
                 if (atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0) wake_worker(vm);

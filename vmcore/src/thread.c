@@ -227,6 +227,11 @@ static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
         return;
     }
     if (counted) atomic_store_explicit(&th->callouts, atomic_load_explicit(&th->callouts, memory_order_relaxed) + 1, memory_order_relaxed);
+    /* The heartbeat sleeps while nothing needs it: a call that may run long wakes it (once,
+     * when it starts watching again). */
+    atomic_signal_fence(memory_order_seq_cst);   /* in_callout is stored before this read */
+    if (!idle && __builtin_expect(atomic_load_explicit(&vm->heartbeat_parked, memory_order_relaxed), 0))
+        hyi_heartbeat_kick(vm);
     /* Fast path: no lock, no syscall, unless another thread is already waiting for the VM. */
     if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0, 1)) {
         if (__builtin_expect(th->asymmetric, 1)) {
@@ -358,3 +363,5 @@ int hyi_thread_take_bound_priority(hy_vm *vm) {
     uint32_t i = self_index(th);
     return i ? atomic_exchange_explicit(&th->t[i].bound_priority, 0, memory_order_relaxed) : 0;
 }
+
+void hyi_thread_heavy_barrier(hy_vm *vm) { heavy_barrier(vm->threads); }

@@ -63,6 +63,9 @@ void hyi_thread_handback(hy_vm *vm);                 /* give the VM to the first
 void hyi_thread_own_again(hy_vm *vm);                /* own the VM (queue at the lowest priority) */
 void hyi_thread_release_worker(hy_vm *vm);           /* a worker leaves the VM */
 void hyi_thread_count_heartbeat(hy_vm *vm);
+/* A full barrier on every thread of the process (membarrier), for the slow side of a fence-free
+ * fast path. */
+void hyi_thread_heavy_barrier(hy_vm *vm);
 /* A process bound to `thread` became runnable (the owner says so); that thread, when it next
  * asks for the VM, asks with that priority. */
 void hyi_thread_note_bound(hy_vm *vm, uint32_t thread, int priority);

@@ -89,6 +89,7 @@ struct hy_vm {
     struct hyi_threads *threads; /* ownership, callouts (thread.c) */
     struct hyi_sched *sched;  /* processes, scheduler, workers, heartbeat (process.c) */
     uint32_t current_process; /* the installed process (process.c keeps it), 0 = none */
+    _Atomic bool heartbeat_parked; /* the heartbeat sleeps until kicked (process.c) */
     int current_priority;     /* its priority */
 
     hyi_table symbols;        /* interned Symbols (old space) */
