@@ -276,6 +276,13 @@ void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
     struct hyi_threads *th = vm->threads;
     uint32_t i = self_index(th);
     st->thread = i;
+    st->already_owned = atomic_load_explicit(&th->owner, memory_order_acquire) == i;
+    if (st->already_owned) {
+        /* A call that kept the VM (beUnthreaded) calls back: run on the current process. */
+        st->was_in_callout = false;
+        st->temp_process = 0;
+        return;
+    }
     own(vm, th, i, 1000);
     /* The callback runs in the process whose callout this thread is in, or (a foreign thread)
      * in a process of its own; never on the stack of whatever process happens to be current. */
@@ -285,6 +292,7 @@ void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
 }
 
 void hyi_callback_leave(hy_vm *vm, hyi_callback_state *st) {
+    if (st->already_owned) return;
     hyi_sched_callback_leave(vm, st->temp_process);
     release(vm->threads);
 }

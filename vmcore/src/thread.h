@@ -42,6 +42,7 @@ typedef struct hyi_callback_state {
     uint32_t thread;
     bool was_in_callout;  /* the thread is inside a callout of this VM (nested callback) */
     uint32_t temp_process; /* a process made for a callback from a foreign thread, or 0 */
+    bool already_owned;   /* the thread owned the VM already (a call that kept it) */
 } hyi_callback_state;
 void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st);
 void hyi_callback_leave(hy_vm *vm, hyi_callback_state *st);
