@@ -35,3 +35,16 @@ hyi_prim_status hyi_prim_fail(hy_vm *vm, const char *fmt, ...) {
     va_end(ap);
     return HYI_PRIM_FAIL;
 }
+
+void hyi_prim_class_name(hy_vm *vm, hyi_oop o, int *len, const char **name) {
+    hyi_oop cls = hyi_class_of(vm, o);
+    hyi_oop sym = cls && hyi_is_ptr(cls) && hyi_fmt_has_slots(hyi_fmt(cls)) && hyi_size(cls) > HYI_CLASS_NAME
+                      ? hyi_slots(cls)[HYI_CLASS_NAME] : 0;
+    if (sym && hyi_is_ptr(sym) && hyi_fmt(sym) == HYI_FMT_BYTES) {
+        *len = (int)hyi_size(sym);
+        *name = (const char *)hyi_bytes(sym);
+    } else {
+        *len = 7;
+        *name = "unknown";
+    }
+}

@@ -50,6 +50,9 @@ static inline const hyi_prim_def *hyi_prim_def_of(uint16_t prim) {
     return &hyi_prim_tables[t][i];
 }
 
+/* The name of o's class (len bytes at *name, not NUL-terminated), for failure messages. */
+void hyi_prim_class_name(hy_vm *vm, hyi_oop o, int *len, const char **name);
+
 /* Record why the primitive failed (printf-style) and return HYI_PRIM_FAIL. */
 hyi_prim_status hyi_prim_fail(hy_vm *vm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -31,24 +31,10 @@ static inline bool is_double(hyi_oop o) { return hyi_is_ptr(o) && hyi_fmt(o) == 
 
 static inline bool is_number(hyi_oop o) { return hyi_is_int(o) || is_double(o); }
 
-/* The name of o's class, for messages. */
-static void class_name(hy_vm *vm, hyi_oop o, int *len, const char **name) {
-    hyi_oop cls = hyi_class_of(vm, o);
-    hyi_oop sym = cls && hyi_is_ptr(cls) && hyi_fmt_has_slots(hyi_fmt(cls)) && hyi_size(cls) > HYI_CLASS_NAME
-                      ? hyi_slots(cls)[HYI_CLASS_NAME] : 0;
-    if (sym && hyi_is_ptr(sym) && hyi_fmt(sym) == HYI_FMT_BYTES) {
-        *len = (int)hyi_size(sym);
-        *name = (const char *)hyi_bytes(sym);
-    } else {
-        *len = 7;
-        *name = "unknown";
-    }
-}
-
 static hyi_prim_status bad_arg(hy_vm *vm, const char *cls, const char *sel, const char *want, hyi_oop arg) {
     int len;
     const char *name;
-    class_name(vm, arg, &len, &name);
+    hyi_prim_class_name(vm, arg, &len, &name);
     return hyi_prim_fail(vm, "%s>>%s: the argument must be %s, not an instance of %.*s", cls, sel, want, len, name);
 }
 

@@ -26,23 +26,10 @@ static bool is_string(hy_vm *vm, hyi_oop o) {
     return cls == vm->cls.string || cls == vm->cls.symbol || hyi_is_kind(vm, o, vm->cls.string);
 }
 
-static void class_name(hy_vm *vm, hyi_oop o, int *len, const char **name) {
-    hyi_oop cls = hyi_class_of(vm, o);
-    hyi_oop sym = cls && hyi_is_ptr(cls) && hyi_fmt_has_slots(hyi_fmt(cls)) && hyi_size(cls) > HYI_CLASS_NAME
-                      ? hyi_slots(cls)[HYI_CLASS_NAME] : 0;
-    if (sym && hyi_is_ptr(sym) && hyi_fmt(sym) == HYI_FMT_BYTES) {
-        *len = (int)hyi_size(sym);
-        *name = (const char *)hyi_bytes(sym);
-    } else {
-        *len = 7;
-        *name = "unknown";
-    }
-}
-
 static hyi_prim_status bad_arg(hy_vm *vm, const char *sel, const char *what, const char *want, hyi_oop arg) {
     int len;
     const char *name;
-    class_name(vm, arg, &len, &name);
+    hyi_prim_class_name(vm, arg, &len, &name);
     return hyi_prim_fail(vm, "String>>%s: %s must be %s, not an instance of %.*s", sel, what, want, len, name);
 }
 
