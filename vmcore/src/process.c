@@ -17,7 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "bytecode.h"
 #include "interp.h"
 #include "prims.h"
 #include "thread.h"
@@ -188,10 +187,6 @@ static void install(hy_vm *vm, uint32_t id) {
     vm->stack = s->procs[id].stack;
     s->procs[id].state = HYI_PS_RUNNING;
     set_current(vm, id);
-}
-
-static hyi_oop make_tramp(hy_vm *vm, hyi_oop selector, uint32_t nargs) {
-    return hyi_interp_trampoline_new(vm, selector, nargs);
 }
 
 /* Push the bottom frame of a new process: `receiver <tramp selector> arg?`. */
@@ -997,8 +992,8 @@ hyi_run hyi_sched_run_main(hy_vm *vm, hyi_oop receiver, hyi_oop selector, hyi_oo
     hyi_sched *s = S(vm);
     HYI_ROOT(vm, &receiver);
     HYI_ROOT(vm, &arg);
-    if (!s->fork_tramp) s->fork_tramp = make_tramp(vm, vm->sym.value, 0);
-    s->main_tramp = make_tramp(vm, selector, 1);
+    if (!s->fork_tramp) s->fork_tramp = hyi_interp_trampoline_new(vm, vm->sym.value, 0);
+    s->main_tramp = hyi_interp_trampoline_new(vm, selector, 1);
     hyi_oop pname = hyi_symbol_c(vm, "Process");
     hyi_oop pcls = pname ? hyi_vm_load_class(vm, pname) : 0;
     hyi_oop po = pcls ? hyi_instantiate(vm, pcls, 0) : vm->nil;

@@ -38,8 +38,6 @@
 typedef struct tinfo {
     pthread_t tid;
     bool used;
-    bool waiting;
-    uint32_t depth;        /* nested callouts of this thread in flight */
     int want_priority;     /* priority of the process it brings when waiting */
     uint32_t callout_process; /* the process of its callout in flight (owner-written), 0 = none */
     _Atomic int bound_priority; /* highest priority of a process bound here that became runnable */
@@ -136,7 +134,6 @@ static void own(hy_vm *vm, struct hyi_threads *th, uint32_t i, int priority) {
         pthread_mutex_unlock(&th->lock);
         return;
     }
-    th->t[i].waiting = true;
     th->t[i].want_priority = priority;
     atomic_fetch_add_explicit(&th->waits, 1, memory_order_relaxed);
     pthread_mutex_unlock(&th->lock);
@@ -170,7 +167,6 @@ static void release(struct hyi_threads *th) {
             th->queue[(th->qhead + j) % MAX_THREADS] = th->queue[(th->qhead + j + 1) % MAX_THREADS];
         th->qlen--;
         atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_seq_cst);
-        th->t[next].waiting = false;
         atomic_store_explicit(&th->owner, next, memory_order_release);
         atomic_fetch_add_explicit(&th->handbacks, 1, memory_order_relaxed);
         pthread_mutex_unlock(&th->lock);
@@ -213,7 +209,6 @@ static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
     atomic_store_explicit(&th->callout_seq, c->seq, memory_order_relaxed);
     c->process = vm->current_process;
     c->priority = vm->current_priority;
-    c->start_ns = 0;
     if (c->thread <= MAX_THREADS) th->t[c->thread].callout_process = c->process;
     atomic_store_explicit(&th->in_callout, c->seq << 1 | (blocking || idle ? 1u : 0u), memory_order_relaxed);
     if (__builtin_expect(blocking || vm->config.takeover_stress, 0)) {
@@ -279,7 +274,6 @@ void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
     st->already_owned = atomic_load_explicit(&th->owner, memory_order_acquire) == i;
     if (st->already_owned) {
         /* A call that kept the VM (beUnthreaded) calls back: run on the current process. */
-        st->was_in_callout = false;
         st->temp_process = 0;
         return;
     }
@@ -287,7 +281,6 @@ void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
     /* The callback runs in the process whose callout this thread is in, or (a foreign thread)
      * in a process of its own; never on the stack of whatever process happens to be current. */
     uint32_t mine = th->t[i].callout_process;
-    st->was_in_callout = mine != 0;
     st->temp_process = hyi_sched_callback_enter(vm, mine);
 }
 

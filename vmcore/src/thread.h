@@ -26,7 +26,6 @@ typedef struct hyi_callout {
     uint32_t thread;     /* index of the calling thread */
     uint32_t process;    /* the process making the call (reinstalled when it returns) */
     int priority;        /* its priority (0 for an idle scheduler thread) */
-    uint64_t start_ns;
 } hyi_callout;
 
 /* Start a foreign call on the owning thread: the VM is released (vmOwner := 0). blocking: the
@@ -40,7 +39,6 @@ void hyi_callout_end(hy_vm *vm, hyi_callout *c);
  * own the VM, waiting as long as needed. The state lives on the caller's C stack. */
 typedef struct hyi_callback_state {
     uint32_t thread;
-    bool was_in_callout;  /* the thread is inside a callout of this VM (nested callback) */
     uint32_t temp_process; /* a process made for a callback from a foreign thread, or 0 */
     bool already_owned;   /* the thread owned the VM already (a call that kept it) */
 } hyi_callback_state;
