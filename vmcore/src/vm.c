@@ -700,6 +700,8 @@ hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
     if (!vm) return HY_ENOMEM;
     vm->config = *cfg;
     vm->config.classpath = NULL;
+    vm->config.name = strdup(cfg->name ? cfg->name : "vm");
+    if (!vm->config.name) { free(vm); return HY_ENOMEM; }
     if (!vm->config.write) vm->config.write = default_write;
     if (!vm->config.stack_slots) vm->config.stack_slots = DEFAULT_STACK_SLOTS;
     vm->start_ns = hyi_now_ns();
@@ -737,6 +739,7 @@ void hy_vm_free(hy_vm *vm) {
     for (char **p = vm->classpath; p && *p; p++) free(*p);
     free(vm->classpath);
     free(vm->error_buf);
+    free((char *)vm->config.name);
     free(vm);
 }
 

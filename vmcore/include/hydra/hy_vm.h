@@ -40,6 +40,8 @@ const char *hy_strerror(hy_err err);
 typedef void (*hy_write_fn)(void *ctx, int stream, const char *bytes, size_t len);
 
 typedef struct hy_config {
+    const char *name;        /* the VM's name (output prefixes, traces); copied; NULL = "vm" */
+    unsigned id;             /* the VM's number in its host (0 for a VM made alone) */
     const char *classpath;   /* folders separated by ':', searched for NAME.som; copied */
     size_t heap_limit;       /* bytes of heap (old + new space) the VM may use; 0 = no limit */
     size_t eden_size;        /* bytes of the allocation area; 0 = default */
