@@ -28,6 +28,8 @@ static void usage(FILE *f) {
           "  --workers N           most worker threads that may take the VM over (default 4)\n"
           "  --timeslice           preempt processes of equal priority on heartbeat ticks\n"
           "  --takeover-stress     force a takeover at every foreign call (for testing)\n"
+          "  --trace FILE.json     write a trace of threads, calls, GC and processes (for\n"
+          "                        ui.perfetto.dev or chrome://tracing) when the VM ends\n"
           "  -h, --help            this text\n", f);
 }
 
@@ -49,6 +51,7 @@ static int parse_size(const char *s, size_t *out) {
 static int cmd_run(int argc, char **argv) {
     hy_config cfg;
     hy_config_init(&cfg);
+    const char *trace_path = NULL;
     int i = 0;
     for (; i < argc && argv[i][0] == '-'; i++) {
         const char *a = argv[i];
@@ -73,6 +76,9 @@ static int cmd_run(int argc, char **argv) {
             cfg.timeslice = true;
         } else if (!strcmp(a, "--takeover-stress")) {
             cfg.takeover_stress = true;
+        } else if (!strcmp(a, "--trace")) {
+            if (++i >= argc) { fputs("hydra: --trace needs a file name\n", stderr); return 2; }
+            trace_path = argv[i];
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -103,10 +109,12 @@ static int cmd_run(int argc, char **argv) {
     }
 
     hy_vm *vm;
-    hy_err err = hy_vm_new(&cfg, &vm);
+    hy_err err = trace_path ? hy_trace_new(&cfg.trace) : HY_OK;
+    if (err == HY_OK) err = hy_vm_new(&cfg, &vm);
     free(cp_buf);
     if (err != HY_OK) {
         fprintf(stderr, "hydra: cannot create the VM: %s\n", hy_strerror(err));
+        hy_trace_free(cfg.trace);
         return 1;
     }
     int status = 1;
@@ -117,6 +125,14 @@ static int cmd_run(int argc, char **argv) {
     }
     fflush(stdout);
     hy_vm_free(vm);
+    if (trace_path) {
+        err = hy_trace_write_json(cfg.trace, trace_path);
+        if (err != HY_OK) {
+            fprintf(stderr, "hydra: cannot write the trace to %s: %s\n", trace_path, hy_strerror(err));
+            if (!status) status = 1;
+        }
+        hy_trace_free(cfg.trace);
+    }
     return status;
 }
 

@@ -22,6 +22,7 @@
 
 #include "compiler.h"
 #include "interp.h"
+#include "trace.h"
 
 #define BOOT_SPARE_CLASS_SLOTS 4
 #define DEFAULT_STACK_SLOTS (1u << 20)
@@ -705,9 +706,14 @@ hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
     if (!vm->config.write) vm->config.write = default_write;
     if (!vm->config.stack_slots) vm->config.stack_slots = DEFAULT_STACK_SLOTS;
     vm->start_ns = hyi_now_ns();
+    if (!hyi_trace_vm_init(vm)) { free((char *)vm->config.name); free(vm); return HY_ENOMEM; }
     hyi_heap_config hc = { .limit = cfg->heap_limit, .eden_size = cfg->eden_size, .gc_stress = false };
-    if (!set_classpath(vm, cfg->classpath) || !hyi_threads_init(vm) || !hyi_thread_attach(vm) ||
-        !hyi_heap_init(vm, &hc) || !hyi_interp_init(vm) || !hyi_sched_init(vm)) {
+    if (!set_classpath(vm, cfg->classpath) || !hyi_threads_init(vm) || !hyi_thread_attach(vm)) {
+        hy_vm_free(vm);
+        return HY_ENOMEM;
+    }
+    if (hyi_tracing(vm)) hyi_trace_own_begin(vm, HYI_TRACE_ATTACH, false);
+    if (!hyi_heap_init(vm, &hc) || !hyi_interp_init(vm) || !hyi_sched_init(vm)) {
         hy_vm_free(vm);
         return HY_ENOMEM;
     }
@@ -719,6 +725,7 @@ hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
     }
     /* Stress starts after bootstrap: the kernel is old and never moves anyway. */
     vm->heap.stress = cfg->gc_stress;
+    if (hyi_tracing(vm)) hyi_trace_own_end(vm);
     hyi_thread_detach(vm);   /* the thread that runs the VM owns it then */
     *out = vm;
     return HY_OK;
@@ -728,7 +735,9 @@ void hy_vm_free(hy_vm *vm) {
     if (!vm) return;
     hyi_sched_fini(vm);
     if (vm->threads && vm->nil && hyi_thread_attach(vm)) {
+        if (hyi_tracing(vm)) hyi_trace_own_begin(vm, HYI_TRACE_ATTACH, false);
         hyi_ffi_release_all(vm);   /* callbacks the program never freed */
+        if (hyi_tracing(vm)) hyi_trace_own_end(vm);
         hyi_thread_detach(vm);
     }
     hyi_interp_fini(vm);
@@ -740,6 +749,7 @@ void hy_vm_free(hy_vm *vm) {
     free(vm->classpath);
     free(vm->error_buf);
     free((char *)vm->config.name);
+    hyi_trace_vm_fini(vm);
     free(vm);
 }
 
@@ -750,7 +760,12 @@ hy_err hy_vm_run_main(hy_vm *vm, const char *class_name, int argc, const char *c
                       int *exit_status) {
     if (!vm || !class_name || !exit_status || argc < 0 || (argc > 0 && !argv)) return HY_EINVAL;
     if (!hyi_thread_attach(vm)) return HY_ENOMEM;
+    if (hyi_tracing(vm)) {
+        hyi_trace_role_set(vm, HYI_TRACE_MAIN);
+        hyi_trace_own_begin(vm, HYI_TRACE_ATTACH, false);
+    }
     hy_err err = run_main(vm, class_name, argc, argv, exit_status);
+    if (hyi_tracing(vm)) hyi_trace_own_end(vm);
     hyi_thread_detach(vm);
     return err;
 }

@@ -119,6 +119,7 @@ struct hy_vm {
     bool load_failed;         /* the last class load found a file that did not compile */
 
     uint64_t start_ns;        /* for System ticks */
+    struct hyi_trace_vm *trace_vm; /* this VM's record in config.trace, or NULL (trace.h) */
 };
 
 /* ---- Roots -------------------------------------------------------------------------------- */

@@ -39,6 +39,9 @@ const char *hy_strerror(hy_err err);
  * the thread running the VM. The default writes to the process's stdout/stderr. */
 typedef void (*hy_write_fn)(void *ctx, int stream, const char *bytes, size_t len);
 
+/* A trace of the threaded VM (see "Tracing" below); NULL in hy_config = no tracing. */
+typedef struct hy_trace hy_trace;
+
 typedef struct hy_config {
     const char *name;        /* the VM's name (output prefixes, traces); copied; NULL = "vm" */
     unsigned id;             /* the VM's number in its host (0 for a VM made alone) */
@@ -54,6 +57,7 @@ typedef struct hy_config {
     unsigned max_workers;    /* worker threads that may take the VM over; 0 = default (4) */
     bool timeslice;          /* preempt processes of equal priority on heartbeat ticks */
     bool takeover_stress;    /* force a takeover at every callout (slow; for testing) */
+    hy_trace *trace;         /* record into this trace (not owned; must outlive the VM); NULL = none */
 } hy_config;
 
 /* Fill cfg with the defaults: no class path, no heap limit, default eden and stack, no stress,
@@ -102,6 +106,33 @@ typedef struct hy_gc_stats {
 
 /* Copy the VM's GC statistics into *out. */
 hy_err hy_vm_gc_stats(const hy_vm *vm, hy_gc_stats *out);
+
+/* ---- Tracing ------------------------------------------------------------------------------
+ * A hy_trace records, for every VM whose config names it and every OS thread of those VMs, when
+ * the thread owns the VM, its foreign calls (callouts) and callbacks, takeovers of a VM left in a
+ * callout by a worker, garbage collections (with bytes in use before and after) and which
+ * Smalltalk process runs. hy_trace_write_json writes it in the Chrome trace-event format ("JSON
+ * object format", a "traceEvents" array), which ui.perfetto.dev and chrome://tracing open: one
+ * process per VM (pid = hy_config.id, named hy_config.name), one track per OS thread (tid = the
+ * kernel's thread id, named "main", "worker N", "heartbeat" or "foreign"). Timestamps are
+ * CLOCK_MONOTONIC in microseconds.
+ *
+ * Several VMs, on any threads, may record into one trace at once; recording takes no lock.
+ * A trace keeps at most about two million events (some 180 MB); later events are counted as
+ * dropped (the file says how many) instead of recorded. */
+
+/* A new, empty trace. Errors: HY_EINVAL (out NULL), HY_ENOMEM. Any thread. */
+hy_err hy_trace_new(hy_trace **out);
+
+/* Write everything recorded so far to the file at path (created or replaced), events in time
+ * order. Call it when the VMs recording into t have ended (hy_vm_run_main returned, or the VM
+ * was freed): events of calls still in flight may be incomplete. Errors: HY_EINVAL (t or path
+ * NULL), HY_ENOMEM, HY_ENOENT (the file cannot be created or written; errno says why). */
+hy_err hy_trace_write_json(hy_trace *t, const char *path);
+
+/* Free a trace and all it recorded. Only after every VM recording into it has been freed
+ * (hy_vm_free). Safe on NULL. */
+void hy_trace_free(hy_trace *t);
 
 #ifdef __cplusplus
 }
