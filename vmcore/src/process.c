@@ -404,9 +404,35 @@ static bool serve_events(hy_vm *vm) {
 
 /* ---- What the interpreter calls -------------------------------------------------------- */
 
+/* A stop or kill was requested (hy_vm_request_stop): the program exits with its status. */
+static bool take_stop_request(hy_vm *vm) {
+    int req = atomic_load_explicit(&vm->stop_request, memory_order_acquire);
+    if (__builtin_expect(!req, 1)) return false;
+    if (!vm->exiting) {
+        vm->exiting = true;
+        vm->exit_code = atomic_load_explicit(&vm->stop_status, memory_order_relaxed);
+    }
+    if (req == 2) vm->killing = true;
+    return true;
+}
+
+void hy_vm_request_stop(hy_vm *vm, int exit_status, bool kill) {
+    if (!vm || !vm->sched) return;
+    hyi_sched *s = S(vm);
+    int none = 0;
+    atomic_store_explicit(&vm->stop_status, exit_status, memory_order_relaxed);
+    if (!atomic_compare_exchange_strong(&vm->stop_request, &none, kill ? 2 : 1) && kill)
+        atomic_store(&vm->stop_request, 2);
+    attention(vm);
+    wake_idle(s);
+    /* A VM left unowned inside a long call has nobody to poll: a worker comes to end it. */
+    if (atomic_load(&s->running)) hyi_sched_handoff(vm, true);
+}
+
 hyi_sched_act hyi_sched_poll(hy_vm *vm) {
     hyi_sched *s = S(vm);
     atomic_store_explicit(&vm->attention, 0, memory_order_relaxed);
+    if (__builtin_expect(take_stop_request(vm), 0) && s->current) return HYI_SCHED_TERMINATE;
     /* The program ended while this process was inside a foreign call: it ends too. */
     if (__builtin_expect(atomic_load_explicit(&s->done, memory_order_relaxed), 0) && s->current &&
         !s->procs[s->current].main)
@@ -841,6 +867,18 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
     uint32_t self = hyi_thread_self(vm);
     for (;;) {
         if (atomic_load(&s->done)) return s->main_status;
+        if (__builtin_expect(take_stop_request(vm), 0)) {
+            /* Nothing runs (or what ran has unwound): the program ends here. */
+            s->main_status = HYI_RUN_EXIT;
+            atomic_store(&s->done, true);
+            wake_idle(s);
+            for (uint32_t i = 0; i < atomic_load(&s->nworkers); i++) sem_post(&s->worker_sem);
+            if (s->current) {
+                s->procs[s->current].state = HYI_PS_CALLOUT;
+                save_current(vm);
+            }
+            return s->main_status;
+        }
         /* A process still installed here belongs to a thread inside a foreign call (this thread
          * got the VM from that call's release): keep it out of the way until the call returns. */
         if (s->current) {
