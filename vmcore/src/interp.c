@@ -388,6 +388,8 @@ static hyi_run interpret(hy_vm *vm, hyi_oop *result, uint32_t base) {
 #define BOOL(c) ((c) ? vm->true_ : vm->false_)
 
     LOAD(); /* registers come from the base frame the caller pushed */
+    /* A process resumed by the scheduler hears what it missed (a stop, a waiting thread) first. */
+    if (base == 0 && atomic_load_explicit(&vm->attention, memory_order_relaxed)) goto poll;
     NEXT();
 
 op_PUSH_SELF: PUSH(fp[0]); NEXT();
