@@ -97,8 +97,16 @@ static hyi_prim_status vm_spawn(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oo
     if (st == HYI_PRIM_OK) {
         unsigned id = 0;
         char err[512] = "";
-        hy_err e = vm->config.host_ops->spawn(vm->config.host, vm->config.id, what, named ? name : NULL,
-                                              (int)argc, (const char *const *)argv, &id, err, sizeof err);
+        /* Making a VM takes a while (an image's heap is copied in; from sources, the core
+         * library is compiled): a threaded call, so a long one lets the others run. */
+        const hy_host_ops *ops = vm->config.host_ops;
+        void *host = vm->config.host;
+        unsigned self = vm->config.id;
+        hyi_callout c;
+        hyi_callout_begin(vm, &c, false);
+        hy_err e = ops->spawn(host, self, what, named ? name : NULL, (int)argc, (const char *const *)argv, &id,
+                              err, sizeof err);
+        hyi_callout_end(vm, &c);
         if (e != HY_OK)
             st = hyi_prim_fail(vm, "VM spawn: %s: %s", what, *err ? err : hy_strerror(e));
         else
