@@ -495,6 +495,7 @@ typedef struct checker {
     const uint64_t *roots;
     uint64_t nil;
     size_t prim_counts[HYI_PRIM_NUM_TABLES];
+    uint64_t *classes;     /* bit per payload word: a class already checked in depth */
     uint8_t *targets;      /* scratch: per code byte, 1 = instruction start, 2 = jump target */
     size_t targets_cap;
 } checker;
@@ -563,6 +564,37 @@ static uint32_t selector_arity(const uint8_t *b, uint32_t n) {
     for (uint32_t i = 0; i < n; i++) colons += b[i] == ':';
     if (colons) return colons;
     return (b[0] >= 'a' && b[0] <= 'z') || (b[0] >= 'A' && b[0] <= 'Z') || b[0] == '_' ? 0 : 1;
+}
+
+#define IMAGE_MAX_DEPTH 4096
+
+/* What method lookup, class loading and error messages read of a class: its name a Symbol,
+ * its field names an Array, its methods an Array of methods, and a superclass chain of classes
+ * that ends at nil. */
+static hy_err check_class(checker *c, uint64_t cls) {
+    size_t at = file_off(c, cls);
+    uint32_t depth = 0;
+    for (uint64_t k = cls; k != c->nil; k = obj_words(c, k)[HYI_CLASS_SUPERCLASS]) {
+        if (!is_class(c, k)) return fail(c, "class at byte %zu: a superclass is not a class", at);
+        if (bit(c->classes, (k - 8) / 8)) break;
+        if (++depth > IMAGE_MAX_DEPTH) return fail(c, "class at byte %zu: its superclass chain is circular", at);
+    }
+    for (uint64_t k = cls; k != c->nil && !bit(c->classes, (k - 8) / 8); k = obj_words(c, k)[HYI_CLASS_SUPERCLASS]) {
+        const uint64_t *s = obj_words(c, k);
+        size_t kat = file_off(c, k);
+        if (!is_symbol(c, s[HYI_CLASS_NAME])) return fail(c, "class at byte %zu: its name is not a Symbol", kat);
+        if (s[HYI_CLASS_FIELDS] != c->nil && !is_fmt(c, s[HYI_CLASS_FIELDS], HYI_FMT_INDEXED))
+            return fail(c, "class at byte %zu: its field names are not an Array", kat);
+        uint64_t ms = s[HYI_CLASS_METHODS];
+        if (ms != c->nil) {
+            if (!is_fmt(c, ms, HYI_FMT_INDEXED)) return fail(c, "class at byte %zu: its methods are not an Array", kat);
+            const uint64_t *m = obj_words(c, ms);
+            for (uint32_t i = 0; i < obj_at(c, ms)->size; i++)
+                if (!is_fmt(c, m[i], HYI_FMT_METHOD)) return fail(c, "class at byte %zu: method %u is not a method", kat, i);
+        }
+        set_bit(c->classes, (k - 8) / 8);
+    }
+    return HY_OK;
 }
 
 /* The bytecode of a method: known opcodes, operands inside the code, literal, cache, local
@@ -662,6 +694,10 @@ static hy_err check_method(checker *c, uint64_t w) {
     }
     if (!is_symbol(c, m->signature)) return fail(c, "method at byte %zu: its selector is not a Symbol", at);
     if (!is_class(c, m->holder)) return fail(c, "method at byte %zu: its holder is not a class", at);
+    if (!bit(c->classes, (m->holder - 8) / 8)) {
+        hy_err e = check_class(c, m->holder);
+        if (e) return e;
+    }
     if (m->literals != c->nil && !is_fmt(c, m->literals, HYI_FMT_INDEXED))
         return fail(c, "method at byte %zu: its literals are not an Array", at);
     if (m->debug != c->nil) {
@@ -732,6 +768,7 @@ static hy_err check_object(checker *c, uint64_t w) {
     hy_err e = check_value(c, w, &o->cls, "its class");
     if (e) return e;
     if (!is_class(c, o->cls)) return fail(c, "object at byte %zu: its class is not a class", at);
+    if (!bit(c->classes, (o->cls - 8) / 8) && (e = check_class(c, o->cls))) return e;
     hyi_format f = (hyi_format)o->format;
     hyi_format cf = hyi_instspec_format(obj_words(c, o->cls)[HYI_CLASS_INSTSPEC]);
     if (hyi_fmt_has_slots(f)) {
@@ -782,6 +819,10 @@ static hy_err check_roots(checker *c) {
     if (obj_at(c, r[0])->cls != k->nil || obj_at(c, r[1])->cls != k->true_ || obj_at(c, r[2])->cls != k->false_)
         return fail(c, "nil, true or false is not an instance of its class");
     c->nil = r[0];
+    for (size_t i = 0; i < HYI_NUM_CLASSES; i++) {
+        hy_err e = r[IMAGE_FIXED_ROOTS + i] ? check_class(c, r[IMAGE_FIXED_ROOTS + i]) : HY_OK;
+        if (e) return e;
+    }
     return HY_OK;
 }
 
@@ -848,7 +889,8 @@ static hy_err validate(checker *c, uint8_t *buf, size_t len, hy_image *img) {
     size_t nwords = c->pbytes / 8, nbits = (nwords + 63) / 64;
     c->starts = calloc(nbits ? nbits : 1, 8);
     c->reloc = calloc(nbits ? nbits : 1, 8);
-    if (!c->starts || !c->reloc) return HY_ENOMEM;
+    c->classes = calloc(nbits ? nbits : 1, 8);
+    if (!c->starts || !c->reloc || !c->classes) return HY_ENOMEM;
 
     /* 1. Objects tile the payload exactly. */
     uint64_t nobj = 0;
@@ -918,6 +960,7 @@ static hy_err open_buffer(const char *name, uint8_t *buf, size_t len, hy_image *
     hy_err e = img ? validate(&c, buf, len, img) : HY_ENOMEM;
     free(c.starts);
     free(c.reloc);
+    free(c.classes);
     free(c.targets);
     if (e) {
         if (e == HY_ENOMEM && errbuf && errlen) snprintf(errbuf, errlen, "%s: out of memory", name);
