@@ -292,7 +292,7 @@ static void test_classes_state_survives_and_a_vm_saved_after_a_run_resets_proces
     write_class(f, "ImgKeep",
                 "ImgKeep = (\n"
                 "    ----\n"
-                "    | counter proc fn lib |\n"
+                "    | counter proc fn lib sem |\n"
                 "    fill = (\n"
                 "        | s |\n"
                 "        counter := 41.\n"
@@ -301,7 +301,11 @@ static void test_classes_state_survives_and_a_vm_saved_after_a_run_resets_proces
                 "        s wait.\n"
                 "        lib := ExternalLibrary default.\n"
                 "        fn := lib lookup: 'strlen' returns: #size_t arguments: #( #string ).\n"
-                "        (fn callWith: 'abcd') println )\n"
+                "        (fn callWith: 'abcd') println.\n"
+                "        sem := Semaphore new.\n"
+                "        [ sem wait ] fork.\n"
+                "        Processor yield )\n"
+                "    sem = ( ^ sem )\n"
                 "    counter = ( ^ counter )\n"
                 "    proc = ( ^ proc )\n"
                 "    fn = ( ^ fn )\n"
@@ -316,7 +320,9 @@ static void test_classes_state_survives_and_a_vm_saved_after_a_run_resets_proces
                 "        ([ ImgKeep fn callWith: 'abc' ] on: Error do: [ :e | e return: e messageText ]) println.\n"
                 "        ([ ImgKeep lib addressOf: 'strlen' ] on: Error do: [ :e | e return: e messageText ]) println.\n"
                 "        ([ (ExternalLibrary default lookup: 'strlen' returns: #size_t arguments: #( #string ))\n"
-                "             callWith: 'hello' ] on: Error do: [ :e | e return: e messageText ]) println )\n"
+                "             callWith: 'hello' ] on: Error do: [ :e | e return: e messageText ]) println.\n"
+                "        ImgKeep sem signal.\n"
+                "        ImgKeep sem excessSignals println )\n"
                 ")\n");
     hy_config cfg = config(f, f->classpath);
     hy_vm *vm;
@@ -333,10 +339,31 @@ static void test_classes_state_survives_and_a_vm_saved_after_a_run_resets_proces
     hy_image *img = open_image(f->image);
     assert_int_equal(run_entry(f, img, NULL, 0, NULL), 0);
     /* The state is there; the old process is not a process of the new VM; the stale foreign
-     * handles fail with an error instead of calling into the old process; new ones work. */
+     * handles fail with an error instead of calling into the old process; new ones work; the
+     * semaphore the old process waited on has no waiter, so a signal is counted. */
     assert_string_equal(buffer_text(&f->out),
                         "42\ntrue\nstrlen was not prepared: make functions with ExternalLibrary>>lookup:returns:arguments:\n"
-                        "the library is not open\n5\n");
+                        "the library is not open\n5\n1\n");
+    hy_image_close(img);
+}
+
+static void test_a_vm_made_from_an_image_saves_an_equivalent_image(void **state) {
+    fixture *f = *state;
+    write_class(f, "ImgShape", shapes_source);
+    write_class(f, "ImgMain", main_source);
+    save_image(f, "ImgMain");
+    hy_image *img = open_image(f->image);
+    hy_config cfg = config(f, NULL);
+    hy_vm *vm;
+    assert_int_equal(hy_vm_new_from_image(&cfg, img, &vm), HY_OK);
+    hy_image_close(img);
+    char second[160];
+    snprintf(second, sizeof second, "%s/second.image", f->dir);
+    assert_int_equal(hy_vm_save_image(vm, "ImgMain", second), HY_OK);
+    hy_vm_free(vm);
+    img = open_image(second);
+    assert_int_equal(run_entry(f, img, NULL, 0, NULL), 3);
+    assert_string_equal(buffer_text(&f->out), main_expected);
     hy_image_close(img);
 }
 
@@ -571,6 +598,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_image_saved_with_a_class_path_missing_at_load_still_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_refuses_unknown_entry_and_unwritable_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_classes_state_survives_and_a_vm_saved_after_a_run_resets_processes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_vm_made_from_an_image_saves_an_equivalent_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_vms_from_one_image_on_several_threads_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_truncated_flipped_foreign_and_wrong_version_files_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_structural_damage_anywhere_is_refused_or_harmless, setup, teardown),

@@ -41,6 +41,10 @@
 #define IMAGE_FIXED_ROOTS 6   /* nil, true, false, system, undefined, special */
 #define IMAGE_NROOTS (IMAGE_FIXED_ROOTS + HYI_NUM_CLASSES + HYI_NUM_SYMBOLS)
 
+/* Fields of images/core classes that name things of one VM's scheduler (process.c keeps the same
+ * layouts): a Process's id, a Semaphore's queue of waiting process ids. */
+enum { IMAGE_PROC_ID = 0, IMAGE_SEM_FIRST = 1, IMAGE_SEM_LAST = 2, IMAGE_SEM_FIELDS = 3 };
+
 struct hy_image {
     uint8_t *file;           /* the whole file (validated, normalised); owns the rest */
     const uint8_t *payload;
@@ -126,7 +130,7 @@ typedef struct saver {
     hyi_oop *queue;
     size_t qlen, qcap;
     uint64_t bytes;        /* payload bytes so far */
-    hyi_oop process_cls, address_cls;
+    hyi_oop process_cls, address_cls, semaphore_cls;
     bool oom;
 } saver;
 
@@ -233,13 +237,19 @@ static bool save_object(const saver *sv, hyi_oop o, uint8_t *dst) {
         for (uint32_t i = 0; i < src->size; i++) w[i] = save_slot(sv, hyi_slots(o)[i]);
         if (f == HYI_FMT_SLOTS && src->size >= 1 && sv->process_cls && hyi_is_kind(vm, o, sv->process_cls)) {
             /* A process id means nothing in another VM; a live one cannot be saved. */
-            hyi_oop id = hyi_slots(o)[0];
+            hyi_oop id = hyi_slots(o)[IMAGE_PROC_ID];
             if (hyi_is_smi(id) && hyi_sched_proc(vm, (uint32_t)hyi_smi_val(id))) return false;
-            w[0] = save_word(sv, vm->nil);
+            w[IMAGE_PROC_ID] = save_word(sv, vm->nil);
         }
         if (f == HYI_FMT_SLOTS && src->size >= HYI_EA_FIELDS && sv->address_cls &&
             hyi_is_kind(vm, o, sv->address_cls))
             w[HYI_EA_FREED] = save_word(sv, vm->true_);
+        if (f == HYI_FMT_SLOTS && src->size >= IMAGE_SEM_FIELDS && sv->semaphore_cls &&
+            hyi_is_kind(vm, o, sv->semaphore_cls)) {
+            /* No process waits in a saved image. */
+            w[IMAGE_SEM_FIRST] = save_word(sv, vm->nil);
+            w[IMAGE_SEM_LAST] = save_word(sv, vm->nil);
+        }
     } else if (f == HYI_FMT_EXTERNAL) {
         memset(w, 0, bytes - sizeof(hyi_obj));
     } else if (f == HYI_FMT_METHOD && bytes >= sizeof(hyi_obj) + HYI_METHOD_OOPS * sizeof(hyi_oop)) {
@@ -270,6 +280,8 @@ static uint8_t *save_build(hy_vm *vm, const char *entry, size_t *len, hy_err *er
     sv.vm = vm;
     sv.process_cls = global_named(vm, "Process");
     sv.address_cls = global_named(vm, "ExternalAddress");
+    sv.semaphore_cls = global_named(vm, "Semaphore");
+    if (sv.semaphore_cls && (!hyi_is_ptr(sv.semaphore_cls) || hyi_fmt(sv.semaphore_cls) != HYI_FMT_SLOTS)) sv.semaphore_cls = 0;
     if (sv.process_cls && (!hyi_is_ptr(sv.process_cls) || hyi_fmt(sv.process_cls) != HYI_FMT_SLOTS)) sv.process_cls = 0;
     if (sv.address_cls && (!hyi_is_ptr(sv.address_cls) || hyi_fmt(sv.address_cls) != HYI_FMT_SLOTS)) sv.address_cls = 0;
 
@@ -399,7 +411,7 @@ hy_err hy_vm_save_image(hy_vm *vm, const char *entry_class, const char *path) {
         }
     }
     /* Names the saver looks up exist before the collection, so that it allocates nothing. */
-    if (!hyi_symbol_c(vm, "Process") || !hyi_symbol_c(vm, "ExternalAddress")) { err = HY_ENOMEM; goto out; }
+    if (!hyi_symbol_c(vm, "Process") || !hyi_symbol_c(vm, "ExternalAddress") || !hyi_symbol_c(vm, "Semaphore")) { err = HY_ENOMEM; goto out; }
     hyi_gc_full(vm);
     buf = save_build(vm, entry_class, &len, &err);
     if (buf) err = write_file(vm, path, buf, len);
@@ -787,8 +799,33 @@ static hy_err check_object(checker *c, uint64_t w) {
     return check_raw(c, w);
 }
 
-/* Normalise o for copying into a heap: GC bits clear, old, foreign handles zeroed. */
-static void normalise(checker *c, uint64_t w) {
+/* The classes whose instances normalise() resets (0 when the image lacks one). */
+typedef struct reset_classes {
+    uint64_t process, semaphore, address;
+} reset_classes;
+
+static bool is_kind(const checker *c, uint64_t obj, uint64_t cls) {
+    if (!cls) return false;
+    for (uint64_t k = obj_at(c, obj)->cls; k != c->nil; k = obj_words(c, k)[HYI_CLASS_SUPERCLASS])
+        if (k == cls) return true;
+    return false;
+}
+
+/* The value of the global named name (a class), or 0. */
+static uint64_t global_class(const checker *c, const uint64_t *globals, uint32_t ng, const char *name) {
+    size_t n = strlen(name);
+    for (uint32_t i = 0; i < ng; i++) {
+        const uint64_t *cell = obj_words(c, globals[i]);
+        hyi_obj *key = obj_at(c, cell[HYI_CELL_KEY]);
+        if (key->size == n && memcmp(key + 1, name, n) == 0)
+            return is_class(c, cell[HYI_CELL_VALUE]) ? cell[HYI_CELL_VALUE] : 0;
+    }
+    return 0;
+}
+
+/* Normalise o for copying into a heap: GC bits clear, old, foreign handles zeroed; no process
+ * ids (a Process's, a Semaphore's waiters) and no live ExternalAddress survive. */
+static void normalise(checker *c, const reset_classes *rc, const uint64_t *true_, uint64_t w) {
     hyi_obj *o = obj_at(c, w);
     o->age = 0;
     o->marked = 0;
@@ -796,6 +833,23 @@ static void normalise(checker *c, uint64_t w) {
     o->forwarded = 0;
     o->old = 1;
     if (o->format == HYI_FMT_EXTERNAL) memset(o + 1, 0, hyi_payload_bytes(HYI_FMT_EXTERNAL, o->size));
+    if (o->format != HYI_FMT_SLOTS) return;
+    uint64_t *s = obj_words(c, w);
+    /* The words written are references already counted in the relocation bitmap, or nil/true,
+     * which are references too: mark them. */
+    if (o->size > IMAGE_PROC_ID && is_kind(c, w, rc->process)) {
+        s[IMAGE_PROC_ID] = c->nil;
+        set_bit(c->reloc, (size_t)(&s[IMAGE_PROC_ID] - (uint64_t *)c->payload));
+    }
+    if (o->size >= IMAGE_SEM_FIELDS && is_kind(c, w, rc->semaphore)) {
+        s[IMAGE_SEM_FIRST] = s[IMAGE_SEM_LAST] = c->nil;
+        set_bit(c->reloc, (size_t)(&s[IMAGE_SEM_FIRST] - (uint64_t *)c->payload));
+        set_bit(c->reloc, (size_t)(&s[IMAGE_SEM_LAST] - (uint64_t *)c->payload));
+    }
+    if (o->size >= HYI_EA_FIELDS && is_kind(c, w, rc->address)) {
+        s[HYI_EA_FREED] = *true_;
+        set_bit(c->reloc, (size_t)(&s[HYI_EA_FREED] - (uint64_t *)c->payload));
+    }
 }
 
 static hy_err check_roots(checker *c) {
@@ -926,9 +980,13 @@ static hy_err validate(checker *c, uint8_t *buf, size_t len, hy_image *img) {
     e = check_tables(c, (const uint64_t *)(buf + off_syms), hd.symbols_cap, &nsyms,
                      (const uint64_t *)(buf + off_globals), hd.nglobals);
     if (e) return e;
+    const uint64_t *globals = (const uint64_t *)(buf + off_globals);
+    reset_classes rc = { global_class(c, globals, hd.nglobals, "Process"),
+                         global_class(c, globals, hd.nglobals, "Semaphore"),
+                         global_class(c, globals, hd.nglobals, "ExternalAddress") };
     for (size_t off = 0; off < c->pbytes;) {
         uint64_t w = 8 + off;
-        normalise(c, w);
+        normalise(c, &rc, &c->roots[1], w);
         off += sizeof(hyi_obj) + hyi_payload_bytes((hyi_format)obj_at(c, w)->format, obj_at(c, w)->size);
     }
 
