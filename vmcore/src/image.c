@@ -784,17 +784,20 @@ static hy_err check_object(checker *c, uint64_t w) {
     hyi_format f = (hyi_format)o->format;
     hyi_format cf = hyi_instspec_format(obj_words(c, o->cls)[HYI_CLASS_INSTSPEC]);
     if (hyi_fmt_has_slots(f)) {
+        if (f != cf) return fail(c, "object at byte %zu: format %u, its class says %u", at, f, cf);
         uint64_t *s = obj_words(c, w);
         for (uint32_t i = 0; i < o->size; i++) {
             e = check_value(c, w, &s[i], "a slot");
             if (e) return e;
         }
-        if (f == HYI_FMT_SLOTS && cf == HYI_FMT_SLOTS && o->size < class_fields(c, o->cls))
+        if (f == HYI_FMT_SLOTS && o->size < class_fields(c, o->cls))
             return fail(c, "object at byte %zu: %u slots, its class says %u", at, o->size, class_fields(c, o->cls));
         return HY_OK;
     }
-    if ((cf == HYI_FMT_INDEXED || cf == HYI_FMT_BYTES) && f != cf)
-        return fail(c, "object at byte %zu: format %u, its class says %u", at, f, cf);
+    /* Instances have their class's format, except the VM's own objects of "plain" classes:
+     * methods (Method, Primitive), large integers (Integer) and handles (Object). */
+    bool plain_ok = cf == HYI_FMT_SLOTS && (f == HYI_FMT_METHOD || f == HYI_FMT_LARGEINT || f == HYI_FMT_EXTERNAL);
+    if (f != cf && !plain_ok) return fail(c, "object at byte %zu: format %u, its class says %u", at, f, cf);
     if (f == HYI_FMT_METHOD) return check_method(c, w);
     return check_raw(c, w);
 }
@@ -873,6 +876,19 @@ static hy_err check_roots(checker *c) {
     if (obj_at(c, r[0])->cls != k->nil || obj_at(c, r[1])->cls != k->true_ || obj_at(c, r[2])->cls != k->false_)
         return fail(c, "nil, true or false is not an instance of its class");
     c->nil = r[0];
+    /* The VM makes instances of these kernel classes in their format without asking. */
+    static const struct { size_t off; hyi_format f; } formats[] = {
+        { offsetof(hyi_classes, array), HYI_FMT_INDEXED }, { offsetof(hyi_classes, string), HYI_FMT_BYTES },
+        { offsetof(hyi_classes, symbol), HYI_FMT_BYTES }, { offsetof(hyi_classes, bytearray), HYI_FMT_BYTES },
+        { offsetof(hyi_classes, double_), HYI_FMT_DOUBLE }, { offsetof(hyi_classes, context), HYI_FMT_CONTEXT },
+        { offsetof(hyi_classes, cell), HYI_FMT_SLOTS }, { offsetof(hyi_classes, integer), HYI_FMT_SLOTS },
+        { offsetof(hyi_classes, method), HYI_FMT_SLOTS }, { offsetof(hyi_classes, object), HYI_FMT_SLOTS },
+    };
+    for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
+        uint64_t cls = r[IMAGE_FIXED_ROOTS + formats[i].off / sizeof(hyi_oop)];
+        if (hyi_instspec_format(obj_words(c, cls)[HYI_CLASS_INSTSPEC]) != formats[i].f)
+            return fail(c, "kernel class %zu has the wrong instance format", formats[i].off / sizeof(hyi_oop));
+    }
     for (size_t i = 0; i < HYI_NUM_CLASSES; i++) {
         hy_err e = r[IMAGE_FIXED_ROOTS + i] ? check_class(c, r[IMAGE_FIXED_ROOTS + i]) : HY_OK;
         if (e) return e;
