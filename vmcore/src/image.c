@@ -509,6 +509,8 @@ typedef struct checker {
     size_t prim_counts[HYI_PRIM_NUM_TABLES];
     uint64_t *classes;     /* bit per payload word: a class already checked in depth */
     uint8_t *targets;      /* scratch: per code byte, 1 = instruction start, 2 = jump target */
+    int32_t *depth;        /* scratch: per code byte, operand stack depth before it (-1 = unseen) */
+    uint32_t *work;        /* scratch: instructions still to visit */
     size_t targets_cap;
 } checker;
 
@@ -609,6 +611,79 @@ static hy_err check_class(checker *c, uint64_t cls) {
     return HY_OK;
 }
 
+#define NO_JUMP INT64_MIN
+
+/* Where the instruction op at pc (operands a) may jump, or NO_JUMP. */
+static int64_t jump_target(uint8_t op, uint32_t pc, const uint8_t *a) {
+    switch (op) {
+    case HYI_OP_JUMP: case HYI_OP_JUMP_IF_TRUE: case HYI_OP_JUMP_IF_FALSE: case HYI_OP_JUMP_IF_NIL:
+    case HYI_OP_JUMP_IF_NOT_NIL:
+        return (int64_t)pc + 3 + (int16_t)(a[0] | a[1] << 8);
+    case HYI_OP_JUMP_BACK: return (int64_t)pc + 3 - (int64_t)(a[0] | a[1] << 8);
+    case HYI_OP_FOR_STEP: return (int64_t)pc + 5 - (int64_t)(a[2] | a[3] << 8);
+    case HYI_OP_FOR_ENTER: return (int64_t)pc + 5 + (int64_t)(a[2] | a[3] << 8);
+    default: return NO_JUMP;
+    }
+}
+
+/* The operand stack along every path through the code (already decoded by check_code): it
+ * never goes below empty or above max_stack, holds what each instruction takes, and has one
+ * depth wherever paths meet. */
+static hy_err check_stack(checker *c, size_t at, hyi_method *m) {
+    const uint8_t *code = hyi_method_code(m);
+    const hyi_ic *ics = m->num_ics ? hyi_method_ics(m) : NULL;
+    uint32_t n = m->code_len, nwork = 0;
+    for (uint32_t i = 0; i < n; i++) c->depth[i] = -1;
+    c->depth[0] = 0;
+    c->work[nwork++] = 0;
+    while (nwork) {
+        uint32_t pc = c->work[--nwork];
+        int32_t d = c->depth[pc];
+        uint8_t op = code[pc];
+        const uint8_t *a = code + pc + 1;
+        int32_t need = 0, delta = 0;
+        bool falls = true;
+        switch (op) {
+        case HYI_OP_PUSH_SELF: case HYI_OP_PUSH_NIL: case HYI_OP_PUSH_TRUE: case HYI_OP_PUSH_FALSE:
+        case HYI_OP_PUSH_SMALLINT: case HYI_OP_PUSH_LIT: case HYI_OP_PUSH_GLOBAL: case HYI_OP_PUSH_LOCAL:
+        case HYI_OP_PUSH_FIELD: case HYI_OP_PUSH_CTX: case HYI_OP_PUSH_BLOCK:
+            delta = 1;
+            break;
+        case HYI_OP_DUP: need = 1; delta = 1; break;
+        case HYI_OP_STORE_LOCAL: case HYI_OP_STORE_FIELD: case HYI_OP_STORE_CTX: need = 1; break;
+        case HYI_OP_POP_LOCAL: case HYI_OP_POP_FIELD: case HYI_OP_POP_CTX: case HYI_OP_POP:
+        case HYI_OP_JUMP_IF_TRUE: case HYI_OP_JUMP_IF_FALSE: case HYI_OP_JUMP_IF_NIL: case HYI_OP_JUMP_IF_NOT_NIL:
+            need = 1;
+            delta = -1;
+            break;
+        case HYI_OP_RETURN_TOP: case HYI_OP_RETURN_NONLOCAL: need = 1; falls = false; break;
+        case HYI_OP_RETURN_SELF: case HYI_OP_JUMP: case HYI_OP_JUMP_BACK: falls = false; break;
+        default:
+            if (op >= HYI_OP_SEND && op <= HYI_OP_SEND_LENGTH) {
+                uint32_t nargs = ics[a[0] | a[1] << 8].nargs;
+                need = (int32_t)nargs + 1;
+                delta = -(int32_t)nargs;
+            }
+        }
+        if (d < need) return fail(c, "method at byte %zu: the operand stack underflows at pc %u", at, pc);
+        int32_t nd = d + delta;
+        if (nd > m->max_stack) return fail(c, "method at byte %zu: the operand stack outgrows max_stack at pc %u", at, pc);
+        int64_t succ[2] = { falls ? (int64_t)pc + 1 + hyi_op_operands[op] : NO_JUMP, jump_target(op, pc, a) };
+        for (int k = 0; k < 2; k++) {
+            if (succ[k] == NO_JUMP) continue;
+            if (succ[k] >= n) return fail(c, "method at byte %zu: execution runs off the code after pc %u", at, pc);
+            int32_t *sd = &c->depth[succ[k]];
+            if (*sd == -1) {
+                *sd = nd;
+                c->work[nwork++] = (uint32_t)succ[k];
+            } else if (*sd != nd) {
+                return fail(c, "method at byte %zu: paths meet at pc %u with different stack depths", at, (unsigned)succ[k]);
+            }
+        }
+    }
+    return HY_OK;
+}
+
 /* The bytecode of a method: known opcodes, operands inside the code, literal, cache, local
  * and field indices in range, jumps to instruction starts, no falling off the end. */
 static hy_err check_code(checker *c, uint64_t w, hyi_method *m, uint32_t nlits, const uint64_t *lits,
@@ -618,10 +693,14 @@ static hy_err check_code(checker *c, uint64_t w, hyi_method *m, uint32_t nlits, 
     size_t at = file_off(c, w);
     if (n == 0) return fail(c, "method at byte %zu: no code", at);
     if (n > c->targets_cap) {
-        uint8_t *t = realloc(c->targets, n);
-        if (!t) return HY_ENOMEM;
-        c->targets = t;
-        c->targets_cap = n;
+        free(c->targets);
+        free(c->depth);
+        free(c->work);
+        c->targets = malloc(n);
+        c->depth = malloc(n * sizeof *c->depth);
+        c->work = malloc(n * sizeof *c->work);
+        c->targets_cap = c->targets && c->depth && c->work ? n : 0;
+        if (!c->targets_cap) return HY_ENOMEM;
     }
     memset(c->targets, 0, n);
     uint8_t last = 0;
@@ -633,8 +712,7 @@ static hy_err check_code(checker *c, uint64_t w, hyi_method *m, uint32_t nlits, 
         c->targets[pc] |= 1;
         const uint8_t *a = code + pc + 1;
         uint32_t u16 = len >= 3 ? (uint32_t)(a[0] | a[1] << 8) : 0;
-        int64_t target = 0;
-        bool bad = false, jumps = true;
+        bool bad = false;
         switch (op) {
         case HYI_OP_PUSH_LIT:
             bad = u16 >= nlits;
@@ -653,31 +731,15 @@ static hy_err check_code(checker *c, uint64_t w, hyi_method *m, uint32_t nlits, 
         case HYI_OP_PUSH_FIELD: case HYI_OP_STORE_FIELD: case HYI_OP_POP_FIELD:
             bad = a[0] >= nfields;
             break;
-        case HYI_OP_JUMP: case HYI_OP_JUMP_IF_TRUE: case HYI_OP_JUMP_IF_FALSE: case HYI_OP_JUMP_IF_NIL:
-        case HYI_OP_JUMP_IF_NOT_NIL:
-            target = (int64_t)pc + 3 + (int16_t)u16;
-            break;
-        case HYI_OP_JUMP_BACK:
-            target = (int64_t)pc + 3 - (int64_t)u16;
-            break;
-        case HYI_OP_FOR_STEP:
+        case HYI_OP_FOR_STEP: case HYI_OP_FOR_ENTER:
             bad = a[0] >= nlocals || a[1] >= nlocals;
-            target = (int64_t)pc + 5 - (int64_t)(a[2] | a[3] << 8);
-            break;
-        case HYI_OP_FOR_ENTER:
-            bad = a[0] >= nlocals || a[1] >= nlocals;
-            target = (int64_t)pc + 5 + (int64_t)(a[2] | a[3] << 8);
             break;
         default:
-            jumps = false;
             if (op >= HYI_OP_SEND && op <= HYI_OP_SEND_LENGTH) bad = u16 >= m->num_ics;
         }
-        if (op != HYI_OP_JUMP && op != HYI_OP_JUMP_BACK && op != HYI_OP_JUMP_IF_TRUE &&
-            op != HYI_OP_JUMP_IF_FALSE && op != HYI_OP_JUMP_IF_NIL && op != HYI_OP_JUMP_IF_NOT_NIL &&
-            op != HYI_OP_FOR_STEP && op != HYI_OP_FOR_ENTER)
-            jumps = false;
+        int64_t target = jump_target(op, pc, a);
         if (bad) return fail(c, "method at byte %zu: operand out of range at pc %u", at, pc);
-        if (jumps) {
+        if (target != NO_JUMP) {
             if (target < 0 || target >= n)
                 return fail(c, "method at byte %zu: jump out of the code at pc %u", at, pc);
             c->targets[target] |= 2;
@@ -690,7 +752,7 @@ static hy_err check_code(checker *c, uint64_t w, hyi_method *m, uint32_t nlits, 
     if (last != HYI_OP_RETURN_TOP && last != HYI_OP_RETURN_SELF && last != HYI_OP_RETURN_NONLOCAL &&
         last != HYI_OP_JUMP && last != HYI_OP_JUMP_BACK)
         return fail(c, "method at byte %zu: the code does not end with a return or a jump", at);
-    return HY_OK;
+    return check_stack(c, at, m);
 }
 
 static hy_err check_method(checker *c, uint64_t w) {
@@ -1035,6 +1097,8 @@ static hy_err open_buffer(const char *name, uint8_t *buf, size_t len, hy_image *
     free(c.starts);
     free(c.reloc);
     free(c.classes);
+    free(c.depth);
+    free(c.work);
     free(c.targets);
     if (e) {
         if (e == HY_ENOMEM && errbuf && errlen) snprintf(errbuf, errlen, "%s: out of memory", name);
