@@ -2,6 +2,7 @@
  * hydra.c -- the `hydra` program: runs one or many VMs in one process (libhydra-host).
  *
  *   hydra run [options] TARGET [ARGS...] [+ [options] TARGET [ARGS...]]...
+ *   hydra build-image --cp PATH[:PATH...] [CLASS] -o FILE.image
  *
  * A TARGET is an image file (NAME.image) or a SOM class (a name found on the class path, or
  * a path to NAME.som). The process ends when every VM has; its exit status is the first
@@ -15,10 +16,12 @@
 
 static void usage(FILE *f) {
     fputs("usage: hydra run [options] TARGET [ARGS...] [+ [options] TARGET [ARGS...]]...\n"
-          "       hydra --help | hydra run --help\n"
+          "       hydra build-image --cp PATH[:PATH...] [CLASS] -o FILE.image\n"
+          "       hydra --help | hydra run --help | hydra build-image --help\n"
           "\n"
           "commands:\n"
-          "  run     run VMs in this process (hydra run --help)\n", f);
+          "  run           run VMs in this process (hydra run --help)\n"
+          "  build-image   write a snapshot image of a VM that loaded a class path\n", f);
 }
 
 static void run_usage(FILE *f) {
@@ -166,6 +169,58 @@ static int parse_vm(int argc, char **argv, int *i, vm_arg *v, hy_host_config *hc
     return 0;
 }
 
+static void build_usage(FILE *f) {
+    fputs("usage: hydra build-image --cp PATH[:PATH...] [CLASS] -o FILE.image\n"
+          "\n"
+          "Loads every class file of every folder on the class path (the core library first),\n"
+          "then writes the VM's heap to FILE.image, with CLASS as its entry class if given.\n"
+          "`hydra run FILE.image ARGS` then runs CLASS without reading any source; an image\n"
+          "without entry runs the class named by its first argument.\n"
+          "\n"
+          "options:\n"
+          "  --cp PATH[:PATH...]   folders whose class files the image holds\n"
+          "  -o FILE               the image file to write (written whole, then renamed)\n"
+          "  -h, --help            this text\n", f);
+}
+
+static int cmd_build_image(int argc, char **argv) {
+    const char *cp = NULL, *out = NULL, *entry = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--cp") || !strcmp(a, "-cp") || !strcmp(a, "-o")) {
+            if (++i >= argc) { fprintf(stderr, "hydra: %s needs an argument\n", a); return 2; }
+            if (a[1] == 'o') out = argv[i];
+            else cp = argv[i];
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            build_usage(stdout);
+            return 0;
+        } else if (a[0] == '-' || entry) {
+            fprintf(stderr, "hydra: build-image: unexpected argument %s\n", a);
+            build_usage(stderr);
+            return 2;
+        } else {
+            entry = a;
+        }
+    }
+    if (!cp || !out) { build_usage(stderr); return 2; }
+    hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.classpath = cp;
+    cfg.gc_stress = false;
+    hy_vm *vm;
+    hy_err err = hy_vm_new(&cfg, &vm);
+    if (err != HY_OK) {
+        fprintf(stderr, "hydra: cannot create the VM: %s\n", hy_strerror(err));
+        return 1;
+    }
+    err = hy_vm_load_all_classes(vm);
+    if (err == HY_OK) err = hy_vm_save_image(vm, entry, out);
+    if (err != HY_OK)
+        fprintf(stderr, "hydra: build-image: %s\n", *hy_vm_last_error(vm) ? hy_vm_last_error(vm) : hy_strerror(err));
+    hy_vm_free(vm);
+    return err == HY_OK ? 0 : 1;
+}
+
 static int cmd_run(int argc, char **argv) {
     hy_host_config hc;
     hy_host_config_init(&hc);
@@ -216,9 +271,12 @@ int main(int argc, char **argv) {
         usage(stdout);
         fputc('\n', stdout);
         run_usage(stdout);
+        fputc('\n', stdout);
+        build_usage(stdout);
         return 0;
     }
     if (!strcmp(argv[1], "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "build-image")) return cmd_build_image(argc - 2, argv + 2);
     fprintf(stderr, "hydra: unknown command %s\n", argv[1]);
     usage(stderr);
     return 2;
