@@ -3,7 +3,7 @@
 
     check_trace.py HYDRA CLASSPATH OUT.json
 
-runs `HYDRA run --trace OUT.json --cp CLASSPATH TraceScenario`, then checks that OUT.json is a
+runs `HYDRA run --trace OUT.json --name traced --cp CLASSPATH TraceScenario`, then checks that OUT.json is a
 Chrome trace-event file in which: every thread has a name and its spans nest; the VM is owned by
 at least two threads and never by two at once; the main thread's 300 ms call to usleep is a span
 of at least 300 ms; a worker took the VM over from that call and ran another process meanwhile;
@@ -19,7 +19,7 @@ CALL_US = 300_000
 
 def main():
     hydra, classpath, out = sys.argv[1:4]
-    run = subprocess.run([hydra, "run", "--trace", out, "--cp", classpath, "TraceScenario"],
+    run = subprocess.run([hydra, "run", "--trace", out, "--name", "traced", "--cp", classpath, "TraceScenario"],
                          capture_output=True, text=True, timeout=600)
     if run.returncode != 0 or "done" not in run.stdout:
         sys.exit(f"the scenario failed (exit {run.returncode}):\n{run.stdout}{run.stderr}")
@@ -55,7 +55,7 @@ def check(trace):
     pids = {e["pid"] for e in timed}
     need(len(pids) == 1, f"one VM expected, got pids {sorted(pids)}")
     pnames = {e["pid"]: e["args"]["name"] for e in meta if e["name"] == "process_name"}
-    need(pnames == {p: "vm" for p in pids}, f"the VM's process_name should be 'vm': {pnames}")
+    need(pnames == {p: "traced" for p in pids}, f"the VM's process_name should be 'traced': {pnames}")
     tnames = {(e["pid"], e["tid"]): e["args"]["name"] for e in meta if e["name"] == "thread_name"}
     for key in {(e["pid"], e["tid"]) for e in timed}:
         need(key in tnames, f"thread {key} has events but no name")

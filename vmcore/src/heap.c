@@ -737,6 +737,22 @@ bool hyi_heap_pin(hy_vm *vm, hyi_oop *ref) {
     return true;
 }
 
+/* ---- Adopting a region (images) ------------------------------------------------------------ */
+
+uint8_t *hyi_heap_adopt_old(hy_vm *vm, size_t bytes) {
+    hyi_heap *h = &vm->heap;
+    struct hyi_old_space *os = h->old;
+    if (!bytes || bytes % 8) return NULL;
+    segment *s = segment_new(os, bytes, false);
+    if (!s) return NULL;
+    s->top = s->base + bytes;
+    os->in_use += bytes;
+    size_t trigger = os->in_use * 2;
+    if (trigger > os->full_trigger) os->full_trigger = trigger;
+    set_eden_limit(h);
+    return s->base;
+}
+
 /* ---- Walking old space ---------------------------------------------------------------------- */
 
 void hyi_heap_each_old(hy_vm *vm, void (*fn)(hy_vm *vm, hyi_oop obj, void *arg), void *arg) {

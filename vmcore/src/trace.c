@@ -451,7 +451,8 @@ static bool put_vm_metadata(FILE *f, const struct hyi_trace_vm *tv, bool *first)
         case HYI_TRACE_HEARTBEAT: snprintf(name, sizeof name, "heartbeat"); order = 1; break;
         case HYI_TRACE_WORKER: snprintf(name, sizeof name, "worker %u", th[k].worker); order = 1 + th[k].worker; break;
         case HYI_TRACE_FOREIGN: snprintf(name, sizeof name, "foreign"); order = 1000; break;
-        default: snprintf(name, sizeof name, "thread"); order = 2000; break;
+        /* Only the embedder's threads (making, freeing, saving the VM) have no role. */
+        default: snprintf(name, sizeof name, "host"); order = 2000; break;
         }
         fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%u,\"tid\":%" PRId32 ",\"args\":{\"name\":\"%s\"}}",
                 tv->pid, th[k].tid, name);

@@ -77,6 +77,7 @@ const char *hy_strerror(hy_err err) {
     case HY_ENOENT: return "not found";
     case HY_ESYNTAX: return "syntax error";
     case HY_ERUNTIME: return "unhandled error";
+    case HY_EIMAGE: return "bad image file";
     }
     return "unknown error";
 }
@@ -249,6 +250,21 @@ hyi_oop hyi_global_get(hy_vm *vm, hyi_oop key) {
             return v == vm->undefined ? 0 : v;
         }
     return 0;
+}
+
+bool hyi_global_adopt(hy_vm *vm, hyi_oop cell) {
+    hyi_table *t = &vm->globals;
+    if ((t->count + 1) * 4 >= t->cap * 3 && !table_grow(t, cell_hash)) return false;
+    hyi_oop key = hyi_slots(cell)[HYI_CELL_KEY];
+    uint32_t mask = t->cap - 1, i = hash_ptr(key) & mask;
+    for (; t->keys[i]; i = (i + 1) & mask)
+        if (hyi_slots(t->keys[i])[HYI_CELL_KEY] == key) {
+            t->keys[i] = cell;
+            return true;
+        }
+    t->keys[i] = cell;
+    t->count++;
+    return true;
 }
 
 bool hyi_global_set(hy_vm *vm, hyi_oop key, hyi_oop value) {
@@ -530,6 +546,7 @@ void hyi_vm_visit_roots(hy_vm *vm, void (*visit)(hy_vm *vm, hyi_oop *slot, void 
     visit(vm, &vm->system, arg);
     visit(vm, &vm->undefined, arg);
     visit(vm, &vm->special, arg);
+    if (vm->program_args) visit(vm, &vm->program_args, arg);
     hyi_oop *c = (hyi_oop *)&vm->cls;
     for (size_t i = 0; i < HYI_NUM_CLASSES; i++) if (c[i]) visit(vm, &c[i], arg);
     hyi_oop *s = (hyi_oop *)&vm->sym;
@@ -695,28 +712,34 @@ static hy_err bootstrap(hy_vm *vm) {
     return HY_OK;
 }
 
-hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
-    if (!cfg || !out) return HY_EINVAL;
+hy_vm *hyi_vm_alloc(const hy_config *cfg) {
     hy_vm *vm = calloc(1, sizeof *vm);
-    if (!vm) return HY_ENOMEM;
+    if (!vm) return NULL;
     vm->config = *cfg;
     vm->config.classpath = NULL;
     vm->config.name = strdup(cfg->name ? cfg->name : "vm");
-    if (!vm->config.name) { free(vm); return HY_ENOMEM; }
+    if (!vm->config.name) { free(vm); return NULL; }
     if (!vm->config.write) vm->config.write = default_write;
     if (!vm->config.stack_slots) vm->config.stack_slots = DEFAULT_STACK_SLOTS;
     vm->start_ns = hyi_now_ns();
-    if (!hyi_trace_vm_init(vm)) { free((char *)vm->config.name); free(vm); return HY_ENOMEM; }
+    if (!hyi_trace_vm_init(vm)) { free((char *)vm->config.name); free(vm); return NULL; }
     hyi_heap_config hc = { .limit = cfg->heap_limit, .eden_size = cfg->eden_size, .gc_stress = false };
     if (!set_classpath(vm, cfg->classpath) || !hyi_threads_init(vm) || !hyi_thread_attach(vm)) {
         hy_vm_free(vm);
-        return HY_ENOMEM;
+        return NULL;
     }
     if (hyi_tracing(vm)) hyi_trace_own_begin(vm, HYI_TRACE_ATTACH, false);
     if (!hyi_heap_init(vm, &hc) || !hyi_interp_init(vm) || !hyi_sched_init(vm)) {
         hy_vm_free(vm);
-        return HY_ENOMEM;
+        return NULL;
     }
+    return vm;
+}
+
+hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
+    if (!cfg || !out) return HY_EINVAL;
+    hy_vm *vm = hyi_vm_alloc(cfg);
+    if (!vm) return HY_ENOMEM;
     hy_err err = bootstrap(vm);
     if (err != HY_OK) {
         hyi_vm_printf(vm, 2, "hydra: cannot start the VM: %s\n", hy_vm_last_error(vm));
@@ -748,6 +771,7 @@ void hy_vm_free(hy_vm *vm) {
     for (char **p = vm->classpath; p && *p; p++) free(*p);
     free(vm->classpath);
     free(vm->error_buf);
+    free(vm->image_entry);
     free((char *)vm->config.name);
     hyi_trace_vm_fini(vm);
     free(vm);
@@ -794,7 +818,9 @@ static hy_err run_main(hy_vm *vm, const char *class_name, int argc, const char *
         if (!s) { err = HY_ENOMEM; goto out; }
         hyi_store(vm, args, (uint32_t)i + 1, s);
     }
+    vm->program_args = args;
     err = hyi_interp_run_main(vm, cls, args, exit_status);
+    vm->program_args = 0;
 out:
     HYI_UNROOT(vm, 2);
     return err;

@@ -30,6 +30,7 @@ typedef enum hy_err {
     HY_ENOENT,     /* a class or file was not found */
     HY_ESYNTAX,    /* a class file does not compile */
     HY_ERUNTIME,   /* the program ended with an unhandled error */
+    HY_EIMAGE,     /* an image file is corrupt, truncated, foreign or of another version */
 } hy_err;
 
 /* A static, human-readable name for err. */
@@ -38,6 +39,23 @@ const char *hy_strerror(hy_err err);
 /* Where a VM's output goes: stream is 1 (standard output) or 2 (standard error). Called on
  * the thread running the VM. The default writes to the process's stdout/stderr. */
 typedef void (*hy_write_fn)(void *ctx, int stream, const char *bytes, size_t len);
+
+/* What a VM asks of the host that made it: the primitives behind `VM spawn:`, `join`, `stop`,
+ * `kill` and `state` call these (libhydra-host provides them; a VM made alone has none and
+ * those primitives fail with a clear message). `host` is the context given in hy_config.
+ * Called on a thread of the VM; join blocks (the VM calls it as a blocking threaded callout, so
+ * the VM's other processes go on). `what` is an image file (NAME.image) or a class name run
+ * from the spawning VM's image or class path. errbuf receives a message on failure. */
+typedef struct hy_host_ops {
+    hy_err (*spawn)(void *host, unsigned parent, const char *what, const char *name, int argc,
+                    const char *const *argv, unsigned *id, char *errbuf, size_t errlen);
+    hy_err (*join)(void *host, unsigned id, int *exit_status);
+    hy_err (*stop)(void *host, unsigned id);
+    hy_err (*kill)(void *host, unsigned id);
+    /* state: 0 created, 1 running, 2 exited, 3 failed, 4 killed (hy_vm_state in hydra.h);
+     * exit_status is meaningful from 2 on. name: the VM's name (static until the host ends). */
+    hy_err (*info)(void *host, unsigned id, int *state, int *exit_status, const char **name);
+} hy_host_ops;
 
 /* A trace of the threaded VM (see "Tracing" below); NULL in hy_config = no tracing. */
 typedef struct hy_trace hy_trace;
@@ -57,6 +75,9 @@ typedef struct hy_config {
     unsigned max_workers;    /* worker threads that may take the VM over; 0 = default (4) */
     bool timeslice;          /* preempt processes of equal priority on heartbeat ticks */
     bool takeover_stress;    /* force a takeover at every callout (slow; for testing) */
+    /* The host (libhydra-host sets these; NULL for a VM made alone). */
+    const hy_host_ops *host_ops;
+    void *host;
     hy_trace *trace;         /* record into this trace (not owned; must outlive the VM); NULL = none */
 } hy_config;
 
@@ -94,6 +115,12 @@ void hy_vm_free(hy_vm *vm);
 hy_err hy_vm_run_main(hy_vm *vm, const char *class_name, int argc, const char *const *argv,
                       int *exit_status);
 
+/* Ask a running program to end, from any thread: at its next poll every process is unwound
+ * and hy_vm_run_main returns with exit_status. kill: ensure: blocks are skipped and nothing more
+ * of the program runs; otherwise (stop) they run as for `System exit:`. A thread inside a
+ * foreign call ends its part when the call returns. Lock-free but for waking idle threads. */
+void hy_vm_request_stop(hy_vm *vm, int exit_status, bool kill);
+
 /* The message of the last failure in vm, or "" (owned by vm, valid until the next call). */
 const char *hy_vm_last_error(const hy_vm *vm);
 
@@ -107,6 +134,93 @@ typedef struct hy_gc_stats {
 /* Copy the VM's GC statistics into *out. */
 hy_err hy_vm_gc_stats(const hy_vm *vm, hy_gc_stats *out);
 
+/* ---- Snapshot images -----------------------------------------------------------------------
+ *
+ * An image is a VM's heap written to a file: every class it had loaded (compiled methods,
+ * symbols, globals, class-side state), and optionally the name of an entry class to run. A VM
+ * made from an image parses no source; classes missing from the image still load from the
+ * class path of its config.
+ *
+ * The file is versioned (magic "HYDRAIMG", format version, word size, byte order, and a
+ * fingerprint of the VM's object layout and primitive table, so an image is only read by a
+ * hydra built with the same layout) and checksummed (64-bit FNV-1a over the whole file). Opening
+ * checks the structure too: every reference points at an object inside the image, classes are
+ * classes, sizes, formats and method code are consistent. What an image cannot carry is reset:
+ * no process runs in it; foreign handles (opened libraries, prepared functions, callbacks) are
+ * cleared, so using them fails with a Smalltalk error instead of calling stale addresses, and
+ * ExternalAddresses read as freed.
+ *
+ *     hy_image *img;
+ *     char why[256];
+ *     if (hy_image_open("app.image", &img, why, sizeof why) != HY_OK) { puts(why); return; }
+ *     hy_vm *vm;
+ *     if (hy_vm_new_from_image(&cfg, img, &vm) == HY_OK) {
+ *         int status;
+ *         hy_vm_run_entry(vm, argc, argv, &status);
+ *         hy_vm_free(vm);
+ *     }
+ *     hy_image_close(img);
+ */
+
+/* A validated image in memory. Read-only once opened: any number of threads may make VMs from
+ * one hy_image at the same time. */
+typedef struct hy_image hy_image;
+
+/* Read and validate the image file at path. On success *out owns the image (free it with
+ * hy_image_close). On failure *out is untouched and, when errbuf is not NULL, errbuf (errlen
+ * bytes, always NUL-terminated) says what is wrong, starting with the path:
+ * "x.image: not a Hydra image", "x.image: truncated at byte N of M", "x.image: checksum
+ * mismatch", "x.image: format version 7, this hydra reads version 1"...
+ * Errors: HY_EINVAL (path or out NULL), HY_ENOENT (the file cannot be read), HY_EIMAGE (not a
+ * valid image for this hydra), HY_ENOMEM. Any thread. */
+hy_err hy_image_open(const char *path, hy_image **out, char *errbuf, size_t errlen);
+
+/* The same for an image already in memory (len bytes at bytes, copied; the caller keeps
+ * bytes). Messages name it "image". */
+hy_err hy_image_open_bytes(const void *bytes, size_t len, hy_image **out, char *errbuf,
+                           size_t errlen);
+
+/* Free an image. Every VM made from it stays valid (they copied what they need). Safe on
+ * NULL. Must not run while another thread makes a VM from img. */
+void hy_image_close(hy_image *img);
+
+/* The image's entry class name, or "" for an image without one (owned by img). */
+const char *hy_image_entry(const hy_image *img);
+
+/* Bytes of heap a VM made from img starts with. */
+size_t hy_image_heap_bytes(const hy_image *img);
+
+/* Create a VM whose heap is a copy of the image's (cfg as for hy_vm_new: copied; its class
+ * path serves classes the image does not hold). Nothing is parsed; the VM runs with
+ * hy_vm_run_entry or hy_vm_run_main. Errors: HY_EINVAL (an argument NULL), HY_ENOMEM (out of
+ * memory, or the image is larger than cfg->heap_limit). Any thread, concurrently with others
+ * on the same image. */
+hy_err hy_vm_new_from_image(const hy_config *cfg, const hy_image *img, hy_vm **out);
+
+/* Load every class file (NAME.som) of every folder on vm's class path that is not loaded yet,
+ * in folder order and by name within a folder, so that an image saved afterwards holds them
+ * all. Errors: HY_ESYNTAX (a file does not compile, or defines another class than its name
+ * says; hy_vm_last_error has file:line:column), HY_ENOENT (a class-path folder cannot be
+ * read), HY_ENOMEM. Not while the VM runs a program; any thread. */
+hy_err hy_vm_load_all_classes(hy_vm *vm);
+
+/* Write vm's heap to the image file path, after a full garbage collection, with entry_class
+ * (NULL or "" for none; it must be loaded or loadable from the class path) as the class that
+ * hy_vm_run_entry runs. The file is written to a temporary file next to path and renamed, so
+ * path is never half-written. Only what the VM's globals and symbols reach is saved.
+ * Errors: HY_EINVAL (vm or path NULL, or a program is running, or a process is still alive
+ * in a foreign call), HY_ENOENT (entry_class not found; hy_vm_last_error says why), HY_ESYNTAX
+ * (entry_class does not compile), HY_EIMAGE (the file cannot be written; hy_vm_last_error
+ * has the system's reason), HY_ENOMEM. Not while the VM runs a program; any thread. */
+hy_err hy_vm_save_image(hy_vm *vm, const char *entry_class, const char *path);
+
+/* Run the entry class of the image vm was made from, like hy_vm_run_main(vm, entry, argc,
+ * argv, exit_status). For an image without entry (or a VM made from sources), argv[0] names
+ * the class to run (from the image or the class path) and argv[1..] are its arguments, as
+ * `hydra run CLASS ARGS` does. Errors: those of hy_vm_run_main, and HY_EINVAL when there is
+ * no entry and argc is 0. */
+hy_err hy_vm_run_entry(hy_vm *vm, int argc, const char *const *argv, int *exit_status);
+
 /* ---- Tracing ------------------------------------------------------------------------------
  * A hy_trace records, for every VM whose config names it and every OS thread of those VMs, when
  * the thread owns the VM, its foreign calls (callouts) and callbacks, takeovers of a VM left in a
@@ -114,7 +228,8 @@ hy_err hy_vm_gc_stats(const hy_vm *vm, hy_gc_stats *out);
  * Smalltalk process runs. hy_trace_write_json writes it in the Chrome trace-event format ("JSON
  * object format", a "traceEvents" array), which ui.perfetto.dev and chrome://tracing open: one
  * process per VM (pid = hy_config.id, named hy_config.name), one track per OS thread (tid = the
- * kernel's thread id, named "main", "worker N", "heartbeat" or "foreign"). Timestamps are
+ * kernel's thread id, named "main", "worker N", "heartbeat", "foreign" (a C thread that called
+ * back) or "host" (a thread of the embedder that made, freed or saved the VM)). Timestamps are
  * CLOCK_MONOTONIC in microseconds.
  *
  * Several VMs, on any threads, may record into one trace at once; recording takes no lock.
