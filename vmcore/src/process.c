@@ -320,15 +320,27 @@ static bool make_runnable(hy_vm *vm, uint32_t id) {
     return cur && s->procs[id].priority > s->procs[cur].priority;
 }
 
+/* The process a Semaphore's first or last field names, or 0 when it names no process of this
+ * VM waiting on sem. (The fields are visible to Smalltalk: a subclass may have written them.) */
+static uint32_t sem_waiter(hyi_sched *s, hyi_oop sem, hyi_oop field) {
+    if (!hyi_is_smi(field)) return 0;
+    intptr_t id = hyi_smi_val(field);
+    if (id < 1 || (uint64_t)id >= s->nprocs) return 0;
+    hyi_process *p = &s->procs[id];
+    return p->state == HYI_PS_WAITING && p->sem == sem ? (uint32_t)id : 0;
+}
+
 /* semaphore signal: wake its first waiter or count the signal. */
 static bool sem_signal(hy_vm *vm, hyi_oop sem) {
     hyi_sched *s = S(vm);
-    hyi_oop first = hyi_slots(sem)[SEM_FIRST];
-    if (!hyi_is_smi(first)) {
-        hyi_store(vm, sem, SEM_SIGNALS, hyi_smi(hyi_smi_val(hyi_slots(sem)[SEM_SIGNALS]) + 1));
+    uint32_t id = sem_waiter(s, sem, hyi_slots(sem)[SEM_FIRST]);
+    if (!id) {
+        hyi_oop n = hyi_slots(sem)[SEM_SIGNALS];
+        hyi_store(vm, sem, SEM_FIRST, vm->nil);
+        hyi_store(vm, sem, SEM_LAST, vm->nil);
+        hyi_store(vm, sem, SEM_SIGNALS, hyi_smi((hyi_is_smi(n) && hyi_smi_val(n) > 0 ? hyi_smi_val(n) : 0) + 1));
         return false;
     }
-    uint32_t id = (uint32_t)hyi_smi_val(first);
     hyi_process *p = &s->procs[id];
     uint32_t nx = p->next;
     hyi_store(vm, sem, SEM_FIRST, nx ? hyi_smi(nx) : vm->nil);
@@ -343,8 +355,8 @@ static void sem_enqueue(hy_vm *vm, hyi_oop sem, uint32_t id) {
     p->state = HYI_PS_WAITING;
     p->sem = sem;
     p->next = 0;
-    hyi_oop last = hyi_slots(sem)[SEM_LAST];
-    if (hyi_is_smi(last)) s->procs[hyi_smi_val(last)].next = id;
+    uint32_t last = sem_waiter(s, sem, hyi_slots(sem)[SEM_LAST]);
+    if (last && last != id) s->procs[last].next = id;
     else hyi_store(vm, sem, SEM_FIRST, hyi_smi(id));
     hyi_store(vm, sem, SEM_LAST, hyi_smi(id));
 }
@@ -356,7 +368,7 @@ static void proc_sem_unlink(hy_vm *vm, uint32_t id) {
     if (!sem) return;
     uint32_t prev = 0;
     hyi_oop f = hyi_slots(sem)[SEM_FIRST];
-    for (uint32_t q = hyi_is_smi(f) ? (uint32_t)hyi_smi_val(f) : 0; q; prev = q, q = s->procs[q].next) {
+    for (uint32_t q = sem_waiter(s, sem, f); q && q < s->nprocs; prev = q, q = s->procs[q].next) {
         if (q != id) continue;
         uint32_t nx = s->procs[q].next;
         if (prev) s->procs[prev].next = nx;
@@ -468,7 +480,8 @@ hyi_sched_act hyi_sched_control(hy_vm *vm, int op, hyi_oop *args, uint32_t nargs
     case HYI_SCHED_OP_WAIT: {
         hyi_oop sem = args[0];
         if (!is_semaphore(vm, sem)) { hyi_prim_fail(vm, "wait: the receiver is not a Semaphore"); return HYI_SCHED_FAIL; }
-        intptr_t n = hyi_smi_val(hyi_slots(sem)[SEM_SIGNALS]);
+        hyi_oop signals = hyi_slots(sem)[SEM_SIGNALS];
+        intptr_t n = hyi_is_smi(signals) ? hyi_smi_val(signals) : 0;
         if (n > 0) { hyi_store(vm, sem, SEM_SIGNALS, hyi_smi(n - 1)); return HYI_SCHED_CONTINUE; }
         if (!cur) { hyi_prim_fail(vm, "wait: no process is running"); return HYI_SCHED_FAIL; }
         sem_enqueue(vm, sem, cur);
