@@ -22,6 +22,7 @@
 #include "thread.h"
 
 #include <errno.h>
+#include <ffi.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -167,7 +168,7 @@ static bool take_free(struct hyi_threads *th, uint32_t i) {
 
 /* Own the VM as thread i: at once when it is free, else queue and wait to be handed it. The
  * owner notices the queue at its next attention poll. */
-static void own(hy_vm *vm, struct hyi_threads *th, uint32_t i, int priority) {
+static __attribute__((noinline)) void own(hy_vm *vm, struct hyi_threads *th, uint32_t i, int priority) {
     pthread_mutex_lock(&th->lock);
     if (take_free(th, i)) {
         pthread_mutex_unlock(&th->lock);
@@ -244,15 +245,30 @@ void hyi_thread_detach(hy_vm *vm) {
     if (i && atomic_load_explicit(&th->owner, memory_order_acquire) == i) release(th);
 }
 
-static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle);
+/* The locked ends of a callout's start, out of the way of the fast path. A call known to block
+ * (or takeover stress): release under the lock (to the first waiter, if any), then let a worker
+ * take the VM at once. Disowning first and releasing afterwards could hand away a VM another
+ * thread had meanwhile taken (tests/model, UNOWNED_RELEASE). */
+static __attribute__((noinline)) void begin_handoff(hy_vm *vm, struct hyi_threads *th) {
+    release(th);
+    hyi_sched_handoff(vm, vm->config.takeover_stress);
+}
 
-void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) { callout_begin(vm, c, blocking, false); }
+/* A waiter arrived between the check of nwaiting and the disowning store: make sure it is
+ * served. (It may have taken the VM meanwhile; else the reservation is still thread i's.) */
+static __attribute__((noinline)) void begin_serve_waiter(struct hyi_threads *th, uint32_t i) {
+    pthread_mutex_lock(&th->lock);
+    uint32_t expected = reserved(i);
+    if (th->qlen && atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_acquire,
+                                                             memory_order_relaxed)) {
+        pthread_mutex_unlock(&th->lock);
+        release(th);
+        return;
+    }
+    pthread_mutex_unlock(&th->lock);
+}
 
-/* The scheduler's own wait while idle: a callout for the protocol, not for the counters; it
- * counts as blocking (the heartbeat need not watch it) but wakes no worker. */
-void hyi_thread_idle_begin(hy_vm *vm, hyi_callout *c) { callout_begin(vm, c, false, true); }
-
-static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
+static inline __attribute__((always_inline)) void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
     struct hyi_threads *th = vm->threads;
     /* Only the owner writes these: plain loads and stores, no locked instructions. */
     uint32_t i = atomic_load_explicit(&th->owner, memory_order_relaxed);
@@ -270,12 +286,7 @@ static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
     t->callout_process = process;
     atomic_store_explicit(&th->in_callout, seq << 1 | (blocking || idle ? 1u : 0u), memory_order_relaxed);
     if (__builtin_expect(blocking || vm->config.takeover_stress, 0)) {
-        /* Known to block (or stress): release under the lock (to the first waiter, if any),
-         * then let a worker take the VM at once. Disowning first and releasing afterwards
-         * could hand away a VM another thread had meanwhile taken (tests/model,
-         * UNOWNED_RELEASE). */
-        release(th);
-        hyi_sched_handoff(vm, vm->config.takeover_stress);
+        begin_handoff(vm, th);
         return;
     }
     /* The heartbeat sleeps while nothing needs it: a call that may run long wakes it (once,
@@ -293,22 +304,18 @@ static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
         } else {
             atomic_store_explicit(&th->owner, reserved(i), memory_order_seq_cst);
         }
-        if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_seq_cst) == 0, 1)) return;
-        /* A waiter arrived between the check and the store: make sure it is served. (It may
-         * have taken the VM meanwhile; else the reservation is still this thread's.) */
-        pthread_mutex_lock(&th->lock);
-        uint32_t expected = reserved(i);
-        if (th->qlen && atomic_compare_exchange_strong_explicit(&th->owner, &expected, i,
-                                                                 memory_order_acquire, memory_order_relaxed)) {
-            pthread_mutex_unlock(&th->lock);
-            release(th);
-            return;
-        }
-        pthread_mutex_unlock(&th->lock);
+        if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_seq_cst) != 0, 0))
+            begin_serve_waiter(th, i);
         return;
     }
-    release(th);
+    release(th);   /* a thread already waits: hand it the VM */
 }
+
+void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) { callout_begin(vm, c, blocking, false); }
+
+/* The scheduler's own wait while idle: a callout for the protocol, not for the counters; it
+ * counts as blocking (the heartbeat need not watch it) but wakes no worker. */
+void hyi_thread_idle_begin(hy_vm *vm, hyi_callout *c) { callout_begin(vm, c, false, true); }
 
 /* Thread i, back from its call, takes back the VM its callout reserved, if it is still so. */
 static inline bool take_back(struct hyi_threads *th, uint32_t i) {
@@ -326,11 +333,11 @@ static inline bool take_back(struct hyi_threads *th, uint32_t i) {
                                                    memory_order_seq_cst);
 }
 
-void hyi_callout_end(hy_vm *vm, hyi_callout *c) {
+static inline __attribute__((always_inline)) void callout_end(hy_vm *vm, const hyi_callout *c) {
     struct hyi_threads *th = vm->threads;
     uint32_t i = c->thread <= MAX_THREADS ? c->thread : 0;
     /* Fast path: the VM is still reserved for this thread. */
-    if (!take_back(th, i)) {
+    if (__builtin_expect(!take_back(th, i), 0)) {
         /* A returning process brings its priority; an idle scheduler thread brings none. (The
          * process table is the owner's: read at the start of the call.) */
         own(vm, th, c->thread, c->priority);
@@ -339,6 +346,15 @@ void hyi_callout_end(hy_vm *vm, hyi_callout *c) {
     th->t[i].callout_process = 0;
     /* If a worker ran other processes meanwhile, this thread's process comes back. */
     if (__builtin_expect(c->process != vm->current_process, 0)) hyi_sched_reinstall(vm, c->process);
+}
+
+void hyi_callout_end(hy_vm *vm, hyi_callout *c) { callout_end(vm, c); }
+
+void hyi_callout_ffi(hy_vm *vm, bool blocking, void *cif, void (*fn)(void), void *rv, void **values) {
+    hyi_callout c;
+    callout_begin(vm, &c, blocking, false);
+    ffi_call(cif, fn, rv, values);
+    callout_end(vm, &c);
 }
 
 void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
