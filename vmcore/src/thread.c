@@ -146,7 +146,7 @@ static bool take_reserved(struct hyi_threads *th, uint32_t k, uint32_t i) {
     /* Now k, if it returns, sees CLAIMING and takes the lock (held here); if it returned
      * already, its flag is visible after this barrier. */
     heavy_barrier(th);
-    bool back = atomic_load_explicit(&th->t[k].returning, memory_order_seq_cst);
+    bool back = atomic_load_explicit(&th->t[k <= MAX_THREADS ? k : 0].returning, memory_order_seq_cst);
     /* Finish the claim, or back off, unless k has overwritten the mark meanwhile: having read
      * RESERVED | k before the claim, it took the VM back (and may even have reserved it
      * again for a newer call, whose flag the load above may have read as 0). */
