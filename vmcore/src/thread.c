@@ -161,7 +161,8 @@ static bool take_free(struct hyi_threads *th, uint32_t i) {
     /* Unowned, or reserved by i's own callout (a callback on its thread): with the lock held
      * nobody else can change it. */
     if (o == 0 || o == reserved(i))
-        return atomic_compare_exchange_strong_explicit(&th->owner, &o, i, memory_order_seq_cst, memory_order_relaxed);
+        return atomic_compare_exchange_strong_explicit(&th->owner, &o, i, memory_order_seq_cst,
+                                                       memory_order_relaxed);
     if (o & RESERVED) return take_reserved(th, o & THREAD_BITS, i);
     return false;
 }
@@ -268,7 +269,8 @@ static __attribute__((noinline)) void begin_serve_waiter(struct hyi_threads *th,
     pthread_mutex_unlock(&th->lock);
 }
 
-static inline __attribute__((always_inline)) void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
+static inline __attribute__((always_inline)) void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking,
+                                                                bool idle) {
     struct hyi_threads *th = vm->threads;
     /* Only the owner writes these: plain loads and stores, no locked instructions. */
     uint32_t i = atomic_load_explicit(&th->owner, memory_order_relaxed);

@@ -10,7 +10,8 @@
  *    must not touch any heap object except pinned bytes it was given, and every oop it needs
  *    afterwards must be re-read from a GC root (the value stack, HYI_ROOT) after the end,
  *    because the VM may collect garbage meanwhile.
- *  - The disown/own fast path (nobody else wanted the VM during the call) takes no syscall.
+ *  - The disown/own fast path (nobody else wanted the VM during the call) takes no syscall
+ *    and no locked instruction.
  */
 #ifndef HYDRA_THREAD_H
 #define HYDRA_THREAD_H
