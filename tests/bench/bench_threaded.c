@@ -1,10 +1,12 @@
 /*
  * bench_threaded.c -- the threaded VM measured (a program, not a test):
  *
- *   build/tests/bench_threaded
+ *   build/tests/bench_threaded          (everything: about 10 s)
+ *   build/tests/bench_threaded calls    (only part 1)
  *
  *  1. ns per call of int add(int,int): a direct C call, a raw ffi_call with a prepared cif, an
- *     unthreaded and a threaded Hydra callout from Smalltalk (each loop's own cost subtracted);
+ *     unthreaded and a threaded Hydra callout from Smalltalk (each loop's own cost subtracted),
+ *     and the median over many rounds of the difference between the last two;
  *  2. takeover latency: from the start of a long threaded callout to another process of the VM
  *     running (median and p99);
  *  3. hand-off latency of a callout declared blocking (median and p99);
@@ -14,6 +16,8 @@
 #define _GNU_SOURCE
 #include <ffi.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,20 +123,56 @@ static int run_class(const char *name, sink *out) {
 
 /* ---- 1b. Hydra callouts --------------------------------------------------------------------- */
 
-/* Rounds of (empty loop, unthreaded calls, threaded calls), interleaved so that a change of
- * machine speed hits all three alike; one line "empty unthreaded threaded n" per round. */
+/* Rounds of (empty loop, unthreaded calls, threaded calls) after one round that warms up (method
+ * caches, the heartbeat thread that the first threaded call starts). Many short rounds rather
+ * than a few long ones, so that a burst of other load on the machine spoils few of them; the
+ * order of the two kinds of call alternates from round to round, so that neither always runs
+ * right after the other. Each part is timed by the wall clock and by the calling thread's CPU
+ * time: on a machine busy with other work the first also counts the time the thread waited for
+ * a core, the second does not (and as nothing else wants this VM, the threaded calls never
+ * wait for it: the run prints the takeovers and ownership waits to show it). One line
+ * "wall: empty unthreaded threaded (us)  cpu: empty unthreaded threaded (ns)  n" per round,
+ * then "takeovers waits" counted during the rounds. */
+#define CALL_ROUNDS 31
+#define CALLS_PER_ROUND 300000
+
+/* The calling thread's CPU time in ns, for BenchCalls. */
+__attribute__((visibility("default"), noinline)) int64_t hybench_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static const char *calls_src =
     "BenchCalls = (\n"
-    "  run = ( | add n t0 empty un th |\n"
+    "  | clock wall cpu |\n"
+    "  time: add threaded: aBoolean n: n = ( | w c |\n"
+    "    aBoolean ifTrue: [ add beThreaded ] ifFalse: [ add beUnthreaded ].\n"
+    "    w := system ticks. c := clock call.\n"
+    "    1 to: n do: [ :i | add callWith: i with: 1 ].\n"
+    "    cpu := clock call - c. wall := system ticks - w )\n"
+    "  empty: n = ( | w c |\n"
+    "    w := system ticks. c := clock call.\n"
+    "    1 to: n do: [ :i | i + 1 ].\n"
+    "    cpu := clock call - c. wall := system ticks - w )\n"
+    "  run = ( | add n stats0 stats1 |\n"
+    "    clock := ExternalLibrary default lookup: 'hybench_cpu_ns' returns: #int64 arguments: #().\n"
+    "    clock beUnthreaded.\n"
     "    add := ExternalLibrary default lookup: 'hybench_add' returns: #int arguments: #( #int #int ).\n"
-    "    n := 1000000.\n"
-    "    1 to: 9 do: [ :round |\n"
-    "      t0 := system ticks. 1 to: n do: [ :i | i + 1 ]. empty := system ticks - t0.\n"
-    "      add beUnthreaded.\n"
-    "      t0 := system ticks. 1 to: n do: [ :i | add callWith: i with: 1 ]. un := system ticks - t0.\n"
-    "      add beThreaded.\n"
-    "      t0 := system ticks. 1 to: n do: [ :i | add callWith: i with: 1 ]. th := system ticks - t0.\n"
-    "      (empty asString + ' ' + un asString + ' ' + th asString + ' ' + n asString) println ] )\n"
+    "    n := %d.\n"
+    "    self time: add threaded: false n: n. self time: add threaded: true n: n.\n"
+    "    stats0 := system threadStats.\n"
+    "    1 to: %d do: [ :round | | ew ec uw uc tw tc |\n"
+    "      self empty: n. ew := wall. ec := cpu.\n"
+    "      round odd\n"
+    "        ifTrue: [ self time: add threaded: false n: n. uw := wall. uc := cpu.\n"
+    "                  self time: add threaded: true n: n. tw := wall. tc := cpu ]\n"
+    "        ifFalse: [ self time: add threaded: true n: n. tw := wall. tc := cpu.\n"
+    "                   self time: add threaded: false n: n. uw := wall. uc := cpu ].\n"
+    "      (ew asString + ' ' + uw asString + ' ' + tw asString + ' ' + ec asString + ' ' + uc asString\n"
+    "        + ' ' + tc asString + ' ' + n asString) println ].\n"
+    "    stats1 := system threadStats.\n"
+    "    (((stats1 at: 2) - (stats0 at: 2)) asString + ' ' + ((stats1 at: 4) - (stats0 at: 4)) asString) println )\n"
     ")\n";
 
 /* ---- 2, 3. Takeover and hand-off latency ---------------------------------------------------- */
@@ -251,10 +291,17 @@ static void idle_vms(int count, double seconds) {
            100.0 * cpu / wall);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    bool calls_only = argc > 1 && strcmp(argv[1], "calls") == 0;
+    if (argc > 1 && !calls_only) {
+        fprintf(stderr, "usage: %s [calls]   (calls: only the ns per call)\n", argv[0]);
+        return 2;
+    }
     snprintf(dir, sizeof dir, "/tmp/hydra-bench-XXXXXX");
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
-    write_class("BenchCalls", calls_src);
+    char calls_class[4096];
+    snprintf(calls_class, sizeof calls_class, calls_src, CALLS_PER_ROUND, CALL_ROUNDS);
+    write_class("BenchCalls", calls_class);
     write_class("BenchLatency", latency_src);
     write_class("BenchIdle", idle_src);
 
@@ -267,27 +314,41 @@ int main(void) {
     double md = median(d, 5), mf = median(f, 5);
     sink calls = { .len = 0 };
     run_class("BenchCalls", &calls);
-    double un[9], th[9], diff[9];
+    double un[CALL_ROUNDS], th[CALL_ROUNDS], diff[CALL_ROUNDS], cpu_diff[CALL_ROUNDS];
+    double takeovers = -1, waits = -1;
     int rounds = 0;
-    for (char *line = calls.buf; line && *line && rounds < 9; ) {
-        double v[4];
+    for (char *line = calls.buf; line && *line; ) {
+        double v[7];
         char *next = strchr(line, '\n');
         if (next) *next++ = 0;
-        if (parse_doubles(line, v, 4) == 4) {
-            un[rounds] = (v[1] - v[0]) * 1000.0 / v[3];
-            th[rounds] = (v[2] - v[0]) * 1000.0 / v[3];
-            diff[rounds] = (v[2] - v[1]) * 1000.0 / v[3];
+        int got = parse_doubles(line, v, 7);
+        if (got == 7 && rounds < CALL_ROUNDS && v[6] > 0) {
+            un[rounds] = (v[1] - v[0]) * 1000.0 / v[6];
+            th[rounds] = (v[2] - v[0]) * 1000.0 / v[6];
+            diff[rounds] = (v[2] - v[1]) * 1000.0 / v[6];
+            cpu_diff[rounds] = (v[5] - v[4]) / v[6];
             rounds++;
+        } else if (got == 2) {
+            takeovers = v[0];
+            waits = v[1];
         }
         line = next;
     }
     if (rounds == 0) { fprintf(stderr, "BenchCalls printed: %s\n", calls.buf); return 1; }
     double mu = median(un, rounds), mt = median(th, rounds), mdiff = median(diff, rounds);
+    double mcpu = median(cpu_diff, rounds);
     printf("direct C call (median of 5)        %8.1f ns\n", md);
     printf("raw ffi_call, prepared cif (of 5)  %8.1f ns   (%.2fx direct)\n", mf, mf / md);
-    printf("Hydra callout, unthreaded (of %d)   %8.1f ns   (%.2fx raw ffi_call)\n", rounds, mu, mu / mf);
-    printf("Hydra callout, threaded (of %d)     %8.1f ns   (%.2fx raw ffi_call)\n", rounds, mt, mt / mf);
+    printf("Hydra callout, unthreaded (of %2d) %8.1f ns   (%.2fx raw ffi_call)\n", rounds, mu, mu / mf);
+    printf("Hydra callout, threaded (of %2d)   %8.1f ns   (%.2fx raw ffi_call)\n", rounds, mt, mt / mf);
     printf("threaded minus unthreaded          %8.1f ns   (median of the %d rounds' differences; target <= 10)\n", mdiff, rounds);
+    printf("  the same in the thread's CPU time %7.1f ns   (%.0f takeovers, %.0f ownership waits meanwhile)\n", mcpu,
+           takeovers, waits);
+    if (calls_only) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        return system(cmd) == 0 ? 0 : 1;
+    }
 
     printf("\n== latency (200 calls of usleep(5000) each) ==\n");
     sink out = { .len = 0 };

@@ -90,11 +90,14 @@ pool() {
 # search stops at its first error, so its verifier is built without optimisation.
 # Each broken variant, with the verifier that must refute it and the error it must report:
 # the lost wake-ups are a thread asleep in the queue for good (an acceptance cycle of
-# returning_owns), the unowned release is two owners at once (an assertion).
+# returning_owns); the unowned release and the two faulty claims are two owners at once (an
+# assertion).
 variants=(
     "BROKEN_FASTPATH ltl acceptance cycle"
     "LATE_PUBLISH ltl acceptance cycle"
     "UNOWNED_RELEASE safety assertion violated"
+    "UNCHECKED_CLAIM safety assertion violated"
+    "PLAIN_FINISH safety assertion violated"
 )
 good=$work/good
 gen "$good"

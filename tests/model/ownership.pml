@@ -11,11 +11,20 @@
  * sequentially consistently: the C atomics that race with each other (vmOwner, nwaiting) must
  * be seq_cst for the model to speak for the C, as the Dekker pairs below need.
  *
+ * vmOwner is 0 (unowned), a thread's index (owned), RES(i) (unowned, reserved for the return of
+ * thread i's callout, which takes it back with a plain load and store) or CLAIM(j) (thread j,
+ * holding the lock, is taking a reserved VM: take_reserved). The claimer and the returning
+ * thread form an asymmetric Dekker pair (the returning flag against vmOwner); membarrier on the
+ * claimer's side makes it sequentially consistent, which is how spin interleaves it.
+ *
  * Variants (spin -a -DNAME), each a known mistake that spin must refute (check.sh checks it):
- *   BROKEN_FASTPATH  callout begin stores 0 without re-checking the waiter count;
- *   LATE_PUBLISH     own() counts itself as waiting only after its CAS failed;
- *   UNOWNED_RELEASE  a blocking callout stores 0 first and then, seeing a waiter, calls
- *                    release() although it no longer owns the VM.
+ *   BROKEN_FASTPATH  callout begin disowns without re-checking the waiter count;
+ *   LATE_PUBLISH     own() does not try again after counting itself as waiting;
+ *   UNOWNED_RELEASE  a blocking callout disowns first and then, seeing a waiter, calls
+ *                    release() although it no longer owns the VM;
+ *   UNCHECKED_CLAIM  a claimer takes a reserved VM without reading the returning flag;
+ *   PLAIN_FINISH     a claimer finishes its claim with a plain store instead of a CAS (the
+ *                    returning thread may have overwritten the mark and reserved again).
  * NO_LTL leaves the LTL claims out (for the non-progress search); ROUNDS sets the number of
  * callouts per callout thread.
  */
@@ -26,8 +35,14 @@
 #define NC 2           /* callout threads, indices 1..NC */
 #define W 3            /* the worker's index */
 
+/* vmOwner's values besides 0 and a thread index */
+#define RES(i)     (4 + (i))          /* unowned, reserved for callout thread i's return */
+#define CLAIM(j)   (8 + (j))          /* thread j is taking a reserved VM */
+#define ISRES(o)   ((o) >= 5 && (o) <= 7)
+#define FREE(o)    ((o) == 0 || ISRES(o))   /* nobody owns the VM */
+
 /* ---- struct hyi_threads ---- */
-byte owner = 0;        /* vmOwner: index of the owning thread, 0 = unowned */
+byte owner = 0;        /* vmOwner */
 byte lk = 0;           /* the low-level mutex: 0 free, else the holder's index */
 byte lkq[2];           /* threads blocked on the mutex, FIFO */
 byte lkn = 0;
@@ -37,6 +52,7 @@ byte nwaiting = 0;     /* qlen, read without the lock */
 bool waiting[NC + 1];  /* t[i].waiting */
 byte sem[NC + 1];      /* t[i].sem of the callout threads */
 bool incall = false;   /* in_callout != 0: the VM was left by a callout that has not returned */
+bool returning[NC + 1]; /* t[i].returning: thread i is back from the callout that reserved */
 
 /* ---- the scheduler's part (process.c) ---- */
 bool seen = false;     /* the last beat saw the VM unowned inside the callout still in
@@ -74,34 +90,70 @@ inline wake_worker() {
     atomic { if :: widle && wsem < 2 -> wsem++ :: else -> skip fi }
 }
 
-/* own(vm, th, i): CAS 0 -> i under the lock, else queue and wait to be handed the VM. */
+/* take_reserved and take_free (lock held): take the VM for `me` if nobody owns it. From
+ * another thread's reservation: mark it CLAIM(me) (a CAS), then (after membarrier) read that
+ * thread's returning flag; finish the claim by a CAS CLAIM(me) -> me if the flag is clear, else
+ * back off by a CAS CLAIM(me) -> RES(victim). Either CAS fails if the returning thread,
+ * having read RES before the mark, overwrote it. Sets got. */
+inline take_free(me) {
+    atomic {
+        if
+        :: owner == 0 || owner == RES(me) -> owner = me; ENTER(me); got = true
+        :: ISRES(owner) && owner != RES(me) -> victim = owner - 4; owner = CLAIM(me); got = false
+        :: else -> got = false
+        fi
+    };
+    if
+    :: victim != 0 ->
+#ifdef UNCHECKED_CLAIM
+        back = false;
+#else
+        back = returning[victim];
+#endif
+#ifdef PLAIN_FINISH
+        if
+        :: !back -> atomic { owner = me; ENTER(me); got = true }
+        :: else -> atomic { if :: owner == CLAIM(me) -> owner = RES(victim) :: else -> skip fi }
+        fi;
+#else
+        atomic {
+            if
+            :: owner == CLAIM(me) && !back -> owner = me; ENTER(me); got = true
+            :: owner == CLAIM(me) && back -> owner = RES(victim)
+            :: else -> skip
+            fi
+        };
+#endif
+        victim = 0; back = false
+    :: else -> skip
+    fi
+}
+
+/* own(vm, th, i): under the lock take the VM if free; else publish the wait and try again
+ * (with the disowning store and the re-load of nwaiting in callout begin this is a Dekker
+ * pair: either the second try sees the VM free or that re-load sees the waiter); else wait on
+ * the semaphore to be handed the VM. */
 inline own(me) {
     lock(me);
-#ifdef LATE_PUBLISH
-    atomic { if :: owner == 0 -> owner = me; ENTER(me); got = true :: else -> got = false fi };
+    take_free(me);
     if
     :: got -> got = false; unlock()
     :: else ->
         atomic { queue[qlen] = me; qlen++; waiting[me] = true; nwaiting = qlen };
-        unlock();
-        sleep_for_vm(me)
-    fi
-#else
-    /* Publish the wait first, then CAS: with the store of 0 and re-load of nwaiting in
-     * callout begin this is a Dekker pair -- either our CAS sees 0 or the releaser sees us. */
-    atomic { queue[qlen] = me; qlen++; waiting[me] = true; nwaiting = qlen };
-    atomic { if :: owner == 0 -> owner = me; ENTER(me); got = true :: else -> got = false fi };
-    if
-    :: got ->
-        got = false;
-        /* still the tail: nobody else took the lock since we appended */
-        atomic { qlen--; queue[qlen] = 0; waiting[me] = false; nwaiting = qlen };
-        unlock()
-    :: else ->
-        unlock();
-        sleep_for_vm(me)
-    fi
+#ifndef LATE_PUBLISH
+        take_free(me);
 #endif
+        if
+        :: got ->
+            got = false;
+            /* still the tail: nobody else took the lock since we appended */
+            atomic { qlen--; queue[qlen] = 0; waiting[me] = false; nwaiting = qlen };
+            unlock()
+        :: else ->
+            unlock();
+            sleep_for_vm(me)
+        fi
+    fi
 }
 
 /* release(th): hand the VM to the first waiter, or store 0 when nobody waits. */
@@ -141,15 +193,16 @@ inline callout_begin(me) {
 #endif
         if :: wake_worker() :: skip fi        /* hyi_sched_handoff: when a process can run */
     :: nwaiting == 0 ->
-        /* the fast path: one store of 0 and a re-check of the waiter count */
-        atomic { owner = 0; ins[me] = false };
+        /* the fast path: reserve the VM for this thread's return, re-check the waiter count */
+        returning[me] = false;
+        atomic { owner = RES(me); ins[me] = false };
 #ifndef BROKEN_FASTPATH
         if
         :: nwaiting == 0 -> skip
         :: else ->
             /* a waiter arrived between the check and the store: make sure it is served */
             lock(me);
-            atomic { if :: qlen > 0 && owner == 0 -> owner = me; ENTER(me); got = true
+            atomic { if :: qlen > 0 && owner == RES(me) -> owner = me; ENTER(me); got = true
                         :: else -> got = false fi };
             unlock();
             if :: got -> got = false; release(me) :: else -> skip fi
@@ -159,11 +212,15 @@ inline callout_begin(me) {
     fi
 }
 
-/* hyi_callout_end: own again; the fast path is a lock-free CAS 0 -> i. */
+/* hyi_callout_end: own again. The fast path (take_back) sets the returning flag, reads vmOwner
+ * and, if it is still RES(me), stores me: three steps, no lock, no read-modify-write. */
 inline callout_end(me) {
-    ret[me] = true;
-    atomic { if :: owner == 0 -> owner = me; ENTER(me); got = true :: else -> got = false fi };
-    if :: got -> got = false :: else -> own(me) fi;
+    atomic { ret[me] = true; returning[me] = true };
+    got = (owner == RES(me));
+    if
+    :: got -> atomic { owner = me; ENTER(me) }; got = false
+    :: else -> own(me)
+    fi;
     incall = false                           /* in_callout := 0 */
 }
 
@@ -171,8 +228,8 @@ inline callout_end(me) {
  * attention poll that hands the VM to a waiter and queues again: HYI_RUN_HANDBACK on a
  * non-worker thread), callout begin, the foreign call, callout end; then detach (release). */
 proctype caller(byte me) {
-    byte r = 0, next = 0;
-    bool got = false;
+    byte r = 0, next = 0, victim = 0;
+    bool got = false, back = false;
     own(me);
     do
     :: r < ROUNDS ->
@@ -200,16 +257,18 @@ progress_run:
  * processes; at each attention poll, when a thread waits, hands the VM to it
  * (hyi_thread_handback) and goes idle; when nothing is left to run, releases it and goes idle. */
 proctype worker(byte me) {
-    byte next = 0;
-    bool got = false;
+    byte next = 0, victim = 0;
+    bool got = false, back = false;
     do
     :: widle = true;                         /* idle_workers++ */
 end_idle:
         atomic { wsem > 0 -> wsem-- };
         widle = false;                       /* idle_workers-- */
         lock(me);
-        atomic { if :: qlen == 0 && incall && owner == 0 -> owner = me; ENTER(me); got = true
-                    :: else -> got = false fi };
+        if
+        :: qlen == 0 && incall -> take_free(me)
+        :: else -> got = false
+        fi;
         unlock();
         if
         :: got ->
@@ -240,7 +299,7 @@ proctype heartbeat() {
     :: atomic {
         ndone < NC ->
         if
-        :: incall && owner == 0 ->
+        :: incall && FREE(owner) ->
             if
             :: seen -> if :: wake_worker() :: skip fi   /* runnable, or not */
             :: else -> skip
@@ -269,10 +328,10 @@ init {
 }
 
 #ifndef NO_LTL
-/* No lost wake-up: the queue is never non-empty while vmOwner == 0 for good, and a thread
+/* No lost wake-up: the queue is never non-empty while nobody owns the VM for good, and a thread
  * in the queue (waiting on its semaphore) is eventually handed the VM. */
 ltl no_lost_wakeup {
-    ([] <> !(qlen > 0 && owner == 0)) && [] (waiting[1] -> <> ins[1]) && [] (waiting[2] -> <> ins[2])
+    ([] <> !(qlen > 0 && FREE(owner))) && [] (waiting[1] -> <> ins[1]) && [] (waiting[2] -> <> ins[2])
 }
 /* Every callout thread that returns from its foreign call eventually owns the VM. */
 ltl returning_owns {

@@ -750,16 +750,12 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
     void *rv = scratch + s->ret.off;
     hyi_ffi_kind rk = (hyi_ffi_kind)s->ret.kind;
 
-    if (__builtin_expect(hyi_tracing(vm), 0)) {
+    if (__builtin_expect(hyi_tracing(vm), 0))
         call_traced(vm, *fnp, s, rv, values);
-    } else if (__builtin_expect(s->unthreaded, 0)) {
+    else if (__builtin_expect(s->unthreaded, 0))
         ffi_call(&s->cif, FFI_FN(s->fn), rv, values);
-    } else {
-        hyi_callout c;
-        hyi_callout_begin(vm, &c, s->blocking);
-        ffi_call(&s->cif, FFI_FN(s->fn), rv, values);
-        hyi_callout_end(vm, &c);
-    }
+    else
+        hyi_callout_ffi(vm, s->blocking, &s->cif, FFI_FN(s->fn), rv, values);
 
     /* The VM is ours again: anything may have moved, so fields are read from the root. */
     narrow_result(rk, rv);

@@ -1,14 +1,28 @@
 /*
  * thread.c -- ownership of a VM by one OS thread at a time (thread.h).
  *
- * vmOwner is an atomic index (0 = unowned). Disowning is one release store. Owning is a
- * compare-and-swap from 0 under the VM's low-level lock; when that fails the thread appends
- * itself to the wanting queue and waits on its own semaphore until an owner hands the VM over
- * (hyi_thread_handoff) or releases it with waiters present.
+ * vmOwner is an atomic word: 0 (unowned), a thread index (that thread owns the VM),
+ * RESERVED | i (unowned, left by thread i's callout, which may take it back without a
+ * read-modify-write) or CLAIMING | j (thread j, holding the low-level lock, is taking a
+ * reserved VM). Invariants:
+ *  - Without the lock vmOwner changes only by two plain stores: the owner i disowns
+ *    (i -> RESERVED | i), and thread i, back from its call, having read RESERVED | i, stores i.
+ *    Every other change is made under the lock. (Without membarrier, or under
+ *    ThreadSanitizer, the returning thread uses a compare-and-swap instead.)
+ *  - A thread that takes a reserved VM (take_reserved) marks it CLAIMING, makes every thread
+ *    of the process execute a barrier (membarrier), then reads the reserving thread's
+ *    `returning` flag, which that thread sets before it reads vmOwner: either the claimer sees
+ *    the flag and backs off, or the returning thread sees the mark and takes the lock (held by
+ *    the claimer): never neither (an asymmetric Dekker pair). A returning thread that read
+ *    RESERVED | i just before the mark overwrites it; the claimer's final compare-and-swap
+ *    then fails. tests/model checks the protocol.
+ *  - Owning otherwise takes the lock; while the VM is owned the thread appends itself to the
+ *    wanting queue and waits on its own semaphore until an owner hands the VM over (release).
  */
 #include "thread.h"
 
 #include <errno.h>
+#include <ffi.h>
 #include <linux/membarrier.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -39,6 +53,7 @@ typedef struct tinfo {
     pthread_t tid;
     bool used;
     int want_priority;     /* priority of the process it brings when waiting */
+    _Atomic uint32_t returning; /* back from the callout that reserved the VM (see above) */
     uint32_t callout_process; /* the process of its callout in flight (owner-written), 0 = none */
     _Atomic int bound_priority; /* highest priority of a process bound here that became runnable */
     sem_t sem;
@@ -55,8 +70,15 @@ struct hyi_threads {
     bool asymmetric;                 /* membarrier available: the fast path needs no fence */
     _Atomic uint32_t fence;          /* target of heavy_barrier's read-modify-write */
     _Atomic uint64_t in_callout;     /* seq of the callout that left the VM unowned, 0 = none */
-    _Atomic uint64_t callouts, takeovers, handbacks, waits, wait_ns, heartbeats, workers;
+    _Atomic uint64_t idle_callouts;  /* callout_seq counts these too: callouts = the difference */
+    _Atomic uint64_t takeovers, handbacks, waits, wait_ns, heartbeats, workers;
 };
+
+#define RESERVED 0x10000u
+#define CLAIMING 0x20000u
+#define THREAD_BITS 0xffffu
+
+static inline uint32_t reserved(uint32_t i) { return RESERVED | i; }
 
 bool hyi_threads_init(hy_vm *vm) {
     struct hyi_threads *th = calloc(1, sizeof *th);
@@ -114,20 +136,53 @@ static uint32_t self_index(struct hyi_threads *th) {
     return i;
 }
 
+/* Take the VM reserved by thread k's callout for thread i (lock held): unless k is already back
+ * from its call, in which case it is k's again. */
+static bool take_reserved(struct hyi_threads *th, uint32_t k, uint32_t i) {
+    uint32_t expected = reserved(k);
+    if (!atomic_compare_exchange_strong_explicit(&th->owner, &expected, CLAIMING | i, memory_order_seq_cst,
+                                                 memory_order_seq_cst))
+        return false;
+    /* Now k, if it returns, sees CLAIMING and takes the lock (held here); if it returned
+     * already, its flag is visible after this barrier. */
+    heavy_barrier(th);
+    bool back = atomic_load_explicit(&th->t[k <= MAX_THREADS ? k : 0].returning, memory_order_seq_cst);
+    /* Finish the claim, or back off, unless k has overwritten the mark meanwhile: having read
+     * RESERVED | k before the claim, it took the VM back (and may even have reserved it
+     * again for a newer call, whose flag the load above may have read as 0). */
+    expected = CLAIMING | i;
+    return atomic_compare_exchange_strong_explicit(&th->owner, &expected, back ? reserved(k) : i,
+                                                   memory_order_seq_cst, memory_order_relaxed) && !back;
+}
+
+/* Own the VM as thread i if nobody owns it (lock held). */
+static bool take_free(struct hyi_threads *th, uint32_t i) {
+    uint32_t o = atomic_load_explicit(&th->owner, memory_order_seq_cst);
+    /* Unowned, or reserved by i's own callout (a callback on its thread): with the lock held
+     * nobody else can change it. */
+    if (o == 0 || o == reserved(i))
+        return atomic_compare_exchange_strong_explicit(&th->owner, &o, i, memory_order_seq_cst,
+                                                       memory_order_relaxed);
+    if (o & RESERVED) return take_reserved(th, o & THREAD_BITS, i);
+    return false;
+}
+
 /* Own the VM as thread i: at once when it is free, else queue and wait to be handed it. The
  * owner notices the queue at its next attention poll. */
-static void own(hy_vm *vm, struct hyi_threads *th, uint32_t i, int priority) {
+static __attribute__((noinline)) void own(hy_vm *vm, struct hyi_threads *th, uint32_t i, int priority) {
     pthread_mutex_lock(&th->lock);
-    /* Publish the wish before trying (seq_cst, with the store of 0 and the re-load of nwaiting in
-     * hyi_callout_begin: either this CAS sees the VM free, or that re-load sees this waiter and
-     * serves it). Without that order a waiter could sleep while the VM stays unowned
-     * (tests/model, LATE_PUBLISH). */
+    if (take_free(th, i)) {
+        pthread_mutex_unlock(&th->lock);
+        return;
+    }
+    /* Owned: publish the wish and try again (seq_cst, with the store of RESERVED | k and the
+     * re-load of nwaiting in hyi_callout_begin: either this try sees the VM free, or that
+     * re-load sees this waiter and serves it). Without the second try a waiter could sleep
+     * while the VM stays unowned (tests/model, LATE_PUBLISH). */
     th->queue[(th->qhead + th->qlen++) % MAX_THREADS] = i;
     atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_seq_cst);
     heavy_barrier(th);
-    uint32_t expected = 0;
-    if (atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_seq_cst,
-                                                memory_order_seq_cst)) {
+    if (take_free(th, i)) {
         /* Got it: leave the queue again (still its tail, the lock was held throughout). */
         th->qlen--;
         atomic_store_explicit(&th->nwaiting, th->qlen, memory_order_seq_cst);
@@ -191,37 +246,51 @@ void hyi_thread_detach(hy_vm *vm) {
     if (i && atomic_load_explicit(&th->owner, memory_order_acquire) == i) release(th);
 }
 
-static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle);
+/* The locked ends of a callout's start, out of the way of the fast path. A call known to block
+ * (or takeover stress): release under the lock (to the first waiter, if any), then let a worker
+ * take the VM at once. Disowning first and releasing afterwards could hand away a VM another
+ * thread had meanwhile taken (tests/model, UNOWNED_RELEASE). */
+static __attribute__((noinline)) void begin_handoff(hy_vm *vm, struct hyi_threads *th) {
+    release(th);
+    hyi_sched_handoff(vm, vm->config.takeover_stress);
+}
 
-void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) { callout_begin(vm, c, blocking, false); }
-
-/* The scheduler's own wait while idle: a callout for the protocol, not for the counters; it
- * counts as blocking (the heartbeat need not watch it) but wakes no worker. */
-void hyi_thread_idle_begin(hy_vm *vm, hyi_callout *c) { callout_begin(vm, c, false, true); }
-
-static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
-    bool counted = !idle;
-    struct hyi_threads *th = vm->threads;
-    (void)blocking;
-    c->thread = atomic_load_explicit(&th->owner, memory_order_relaxed);
-    /* Only the owner writes the counters: plain increments, no locked instructions. */
-    c->seq = atomic_load_explicit(&th->callout_seq, memory_order_relaxed) + 1;
-    atomic_store_explicit(&th->callout_seq, c->seq, memory_order_relaxed);
-    c->process = vm->current_process;
-    c->priority = vm->current_priority;
-    if (c->thread <= MAX_THREADS) th->t[c->thread].callout_process = c->process;
-    atomic_store_explicit(&th->in_callout, c->seq << 1 | (blocking || idle ? 1u : 0u), memory_order_relaxed);
-    if (__builtin_expect(blocking || vm->config.takeover_stress, 0)) {
-        /* Known to block (or stress): release under the lock (to the first waiter, if any),
-         * then let a worker take the VM at once. Storing 0 first and releasing afterwards
-         * could hand away a VM another thread had meanwhile taken (tests/model,
-         * UNOWNED_RELEASE). */
-        if (counted) atomic_store_explicit(&th->callouts, atomic_load_explicit(&th->callouts, memory_order_relaxed) + 1, memory_order_relaxed);
+/* A waiter arrived between the check of nwaiting and the disowning store: make sure it is
+ * served. (It may have taken the VM meanwhile; else the reservation is still thread i's.) */
+static __attribute__((noinline)) void begin_serve_waiter(struct hyi_threads *th, uint32_t i) {
+    pthread_mutex_lock(&th->lock);
+    uint32_t expected = reserved(i);
+    if (th->qlen && atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_acquire,
+                                                             memory_order_relaxed)) {
+        pthread_mutex_unlock(&th->lock);
         release(th);
-        hyi_sched_handoff(vm, vm->config.takeover_stress);
         return;
     }
-    if (counted) atomic_store_explicit(&th->callouts, atomic_load_explicit(&th->callouts, memory_order_relaxed) + 1, memory_order_relaxed);
+    pthread_mutex_unlock(&th->lock);
+}
+
+static inline __attribute__((always_inline)) void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking,
+                                                                bool idle) {
+    struct hyi_threads *th = vm->threads;
+    /* Only the owner writes these: plain loads and stores, no locked instructions. */
+    uint32_t i = atomic_load_explicit(&th->owner, memory_order_relaxed);
+    uint64_t seq = atomic_load_explicit(&th->callout_seq, memory_order_relaxed) + 1;
+    uint32_t process = vm->current_process;
+    c->thread = i;
+    c->seq = seq;
+    c->process = process;
+    c->priority = vm->current_priority;
+    atomic_store_explicit(&th->callout_seq, seq, memory_order_relaxed);
+    if (__builtin_expect(idle, 0))
+        atomic_store_explicit(&th->idle_callouts, atomic_load_explicit(&th->idle_callouts, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    tinfo *t = &th->t[i <= MAX_THREADS ? i : 0];
+    t->callout_process = process;
+    atomic_store_explicit(&th->in_callout, seq << 1 | (blocking || idle ? 1u : 0u), memory_order_relaxed);
+    if (__builtin_expect(blocking || vm->config.takeover_stress, 0)) {
+        begin_handoff(vm, th);
+        return;
+    }
     /* The heartbeat sleeps while nothing needs it: a call that may run long wakes it (once,
      * when it starts watching again). */
     atomic_signal_fence(memory_order_seq_cst);   /* in_callout is stored before this read */
@@ -229,42 +298,65 @@ static void callout_begin(hy_vm *vm, hyi_callout *c, bool blocking, bool idle) {
         hyi_heartbeat_kick(vm);
     /* Fast path: no lock, no syscall, unless another thread is already waiting for the VM. */
     if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0, 1)) {
+        /* Reserve the VM for this thread's return (a fresh flag: it is not back yet). */
+        atomic_store_explicit(&t->returning, 0, memory_order_relaxed);
         if (__builtin_expect(th->asymmetric, 1)) {
-            atomic_store_explicit(&th->owner, 0, memory_order_release);
+            atomic_store_explicit(&th->owner, reserved(i), memory_order_release);
             atomic_signal_fence(memory_order_seq_cst);   /* the other side's membarrier orders it */
         } else {
-            atomic_store_explicit(&th->owner, 0, memory_order_seq_cst);
+            atomic_store_explicit(&th->owner, reserved(i), memory_order_seq_cst);
         }
-        if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_seq_cst) == 0, 1)) return;
-        /* A waiter arrived between the check and the store: make sure it is served. */
-        pthread_mutex_lock(&th->lock);
-        uint32_t expected = 0;
-        if (th->qlen && atomic_compare_exchange_strong_explicit(&th->owner, &expected, c->thread,
-                                                                 memory_order_acquire, memory_order_relaxed)) {
-            pthread_mutex_unlock(&th->lock);
-            release(th);
-            return;
-        }
-        pthread_mutex_unlock(&th->lock);
+        if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_seq_cst) != 0, 0))
+            begin_serve_waiter(th, i);
         return;
     }
-    release(th);
+    release(th);   /* a thread already waits: hand it the VM */
 }
 
-void hyi_callout_end(hy_vm *vm, hyi_callout *c) {
+void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking) { callout_begin(vm, c, blocking, false); }
+
+/* The scheduler's own wait while idle: a callout for the protocol, not for the counters; it
+ * counts as blocking (the heartbeat need not watch it) but wakes no worker. */
+void hyi_thread_idle_begin(hy_vm *vm, hyi_callout *c) { callout_begin(vm, c, false, true); }
+
+/* Thread i, back from its call, takes back the VM its callout reserved, if it is still so. */
+static inline bool take_back(struct hyi_threads *th, uint32_t i) {
+    if (__builtin_expect(th->asymmetric, 1)) {
+        /* The fast side of the pair in take_reserved: flag, then read, no fence. */
+        atomic_store_explicit(&th->t[i].returning, 1, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+        if (atomic_load_explicit(&th->owner, memory_order_relaxed) != reserved(i)) return false;
+        /* A claimer may have marked it CLAIMING since: it sees the flag and backs off. */
+        atomic_store_explicit(&th->owner, i, memory_order_relaxed);
+        return true;
+    }
+    uint32_t expected = reserved(i);
+    return atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_seq_cst,
+                                                   memory_order_seq_cst);
+}
+
+static inline __attribute__((always_inline)) void callout_end(hy_vm *vm, const hyi_callout *c) {
     struct hyi_threads *th = vm->threads;
-    uint32_t expected = 0;
-    /* Fast path: the VM is still free. */
-    if (!atomic_compare_exchange_strong_explicit(&th->owner, &expected, c->thread, memory_order_seq_cst,
-                                                 memory_order_seq_cst)) {
+    uint32_t i = c->thread <= MAX_THREADS ? c->thread : 0;
+    /* Fast path: the VM is still reserved for this thread. */
+    if (__builtin_expect(!take_back(th, i), 0)) {
         /* A returning process brings its priority; an idle scheduler thread brings none. (The
          * process table is the owner's: read at the start of the call.) */
         own(vm, th, c->thread, c->priority);
     }
     atomic_store_explicit(&th->in_callout, 0, memory_order_relaxed);
-    if (c->thread <= MAX_THREADS) th->t[c->thread].callout_process = 0;
+    th->t[i].callout_process = 0;
     /* If a worker ran other processes meanwhile, this thread's process comes back. */
     if (__builtin_expect(c->process != vm->current_process, 0)) hyi_sched_reinstall(vm, c->process);
+}
+
+void hyi_callout_end(hy_vm *vm, hyi_callout *c) { callout_end(vm, c); }
+
+void hyi_callout_ffi(hy_vm *vm, bool blocking, void *cif, void (*fn)(void), void *rv, void **values) {
+    hyi_callout c;
+    callout_begin(vm, &c, blocking, false);
+    ffi_call(cif, fn, rv, values);
+    callout_end(vm, &c);
 }
 
 void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
@@ -292,7 +384,8 @@ void hyi_callback_leave(hy_vm *vm, hyi_callback_state *st) {
 
 void hyi_thread_stats_get(hy_vm *vm, hyi_thread_stats *out) {
     struct hyi_threads *th = vm->threads;
-    out->callouts = atomic_load_explicit(&th->callouts, memory_order_relaxed);
+    out->callouts = atomic_load_explicit(&th->callout_seq, memory_order_relaxed) -
+                    atomic_load_explicit(&th->idle_callouts, memory_order_relaxed);
     out->takeovers = atomic_load_explicit(&th->takeovers, memory_order_relaxed);
     out->handbacks = atomic_load_explicit(&th->handbacks, memory_order_relaxed);
     out->waits = atomic_load_explicit(&th->waits, memory_order_relaxed);
@@ -317,17 +410,16 @@ bool hyi_thread_in_callout(hy_vm *vm, uint64_t *seq, bool *blocking) {
     uint64_t s = atomic_load_explicit(&th->in_callout, memory_order_relaxed);
     *seq = s >> 1;
     *blocking = s & 1;
-    return s != 0 && atomic_load_explicit(&th->owner, memory_order_acquire) == 0;
+    uint32_t o = atomic_load_explicit(&th->owner, memory_order_acquire);
+    return s != 0 && (o == 0 || (o & RESERVED));
 }
 
 bool hyi_thread_try_takeover(hy_vm *vm) {
     struct hyi_threads *th = vm->threads;
     pthread_mutex_lock(&th->lock);
     uint32_t i = self_index_locked(th);
-    uint32_t expected = 0;
     bool ok = i && th->qlen == 0 && atomic_load_explicit(&th->in_callout, memory_order_relaxed) != 0 &&
-              atomic_compare_exchange_strong_explicit(&th->owner, &expected, i, memory_order_seq_cst,
-                                                      memory_order_seq_cst);
+              take_free(th, i);
     pthread_mutex_unlock(&th->lock);
     if (ok) atomic_fetch_add_explicit(&th->takeovers, 1, memory_order_relaxed);
     return ok;

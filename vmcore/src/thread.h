@@ -10,7 +10,8 @@
  *    must not touch any heap object except pinned bytes it was given, and every oop it needs
  *    afterwards must be re-read from a GC root (the value stack, HYI_ROOT) after the end,
  *    because the VM may collect garbage meanwhile.
- *  - The disown/own fast path (nobody else wanted the VM during the call) takes no syscall.
+ *  - The disown/own fast path (nobody else wanted the VM during the call) takes no syscall
+ *    and no locked instruction.
  */
 #ifndef HYDRA_THREAD_H
 #define HYDRA_THREAD_H
@@ -34,6 +35,10 @@ typedef struct hyi_callout {
 void hyi_callout_begin(hy_vm *vm, hyi_callout *c, bool blocking);
 /* The foreign call returned: own the VM again, waiting if another thread owns it. */
 void hyi_callout_end(hy_vm *vm, hyi_callout *c);
+/* hyi_callout_begin, ffi_call(cif, fn, rv, values), hyi_callout_end: a whole foreign call as a
+ * callout, in one function so that the fast path stays in registers. cif is a prepared libffi
+ * ffi_cif (void * here: no libffi types in this header). */
+void hyi_callout_ffi(hy_vm *vm, bool blocking, void *cif, void (*fn)(void), void *rv, void **values);
 
 /* A callback from C, on any thread (the thread of a callout in flight, or a foreign thread):
  * own the VM, waiting as long as needed. The state lives on the caller's C stack. */
