@@ -1,33 +1,56 @@
 /*
- * hydra.c -- the `hydra` command-line program.
+ * hydra.c -- the `hydra` program: runs one or many VMs in one process (libhydra-host).
  *
- *   hydra run --cp PATH[:PATH...] CLASS [ARGS...]
+ *   hydra run [options] TARGET [ARGS...] [+ [options] TARGET [ARGS...]]...
  *
- * runs CLASS the way SOM implementations do (System>>initialize:), with the core library
- * found on the class path. The exit status is the program's: 0, the value given to
- * `System exit:`, or 1 after an unhandled error.
+ * A TARGET is an image file (NAME.image) or a SOM class (a name found on the class path, or
+ * a path to NAME.som). The process ends when every VM has; its exit status is the first
+ * non-zero exit status of a VM (by order on the command line), or 0.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hydra/hy_vm.h"
+#include "hydra/hydra.h"
 
 static void usage(FILE *f) {
-    fputs("usage: hydra run [options] CLASS [ARGS...]\n"
+    fputs("usage: hydra run [options] TARGET [ARGS...] [+ [options] TARGET [ARGS...]]...\n"
+          "       hydra --help | hydra run --help\n"
           "\n"
-          "Runs the SOM class CLASS: loads CLASS.som from the class path, creates an instance\n"
-          "and sends it #run: with the arguments (class name first), or #run.\n"
+          "commands:\n"
+          "  run     run VMs in this process (hydra run --help)\n", f);
+}
+
+static void run_usage(FILE *f) {
+    fputs("usage: hydra run [options] TARGET [ARGS...] [+ [options] TARGET [ARGS...]]...\n"
           "\n"
-          "options:\n"
-          "  --cp PATH[:PATH...]   folders searched for class files (the core library first)\n"
-          "  --heap-limit BYTES    heap limit of the VM (suffixes k, m, g); default none\n"
+          "Runs each TARGET in a VM of its own, all in this process, and ends when all have\n"
+          "ended. A lone + starts the next VM. A TARGET is an image file (NAME.image) or a SOM\n"
+          "class: a name found on the class path, or a path to NAME.som (its folder is searched\n"
+          "after the class path). The program gets ARGS (System>>initialize: semantics: an\n"
+          "instance of the class gets #run: with the class name and ARGS, or #run).\n"
+          "With more than one VM every output line starts with its VM's name.\n"
+          "The exit status is the first non-zero exit status of a VM, in command-line order\n"
+          "(1 after an unhandled error, 137 killed, 143 stopped), or 0.\n"
+          "\n"
+          "options of one VM (before its TARGET):\n"
+          "  --name NAME           its name in output and in `VM current name` (default: the\n"
+          "                        image or class name, made unique)\n"
+          "  --cp PATH[:PATH...]   folders searched for class files (the core library first\n"
+          "                        when TARGET is a class); -cp is the same. Default: the\n"
+          "                        previous VM's, else $HYDRA_CLASSPATH\n"
+          "  --heap-limit BYTES    heap limit (suffixes k, m, g); default none\n"
           "  --stack-slots N       value-stack slots (bounds recursion depth)\n"
           "  --gc-stress           collect garbage at every allocation (slow; for testing)\n"
           "  --heartbeat HZ        heartbeat rate of the threaded VM (default 1000)\n"
           "  --workers N           most worker threads that may take the VM over (default 4)\n"
           "  --timeslice           preempt processes of equal priority on heartbeat ticks\n"
           "  --takeover-stress     force a takeover at every foreign call (for testing)\n"
+          "\n"
+          "options of the whole run (anywhere before a TARGET):\n"
+          "  --prefix              prefix output lines with the VM name even for one VM\n"
+          "  --no-prefix           never prefix output lines\n"
+          "  --colour WHEN         colour the prefixes: auto (on a terminal), always, never\n"
           "  -h, --help            this text\n", f);
 }
 
@@ -46,83 +69,155 @@ static int parse_size(const char *s, size_t *out) {
     return 0;
 }
 
-static int cmd_run(int argc, char **argv) {
-    hy_config cfg;
-    hy_config_init(&cfg);
-    int i = 0;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        const char *a = argv[i];
+/* One VM of the command line. */
+typedef struct vm_arg {
+    hy_spawn_config sc;
+    char *cp_buf;            /* class path with the folder of a NAME.som target added */
+    char class_name[256];
+} vm_arg;
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n > k && !strcmp(s + n - k, suffix);
+}
+
+/* Parse one segment argv[*i..] up to a lone "+" or the end into *v. Returns 0, 1 (help shown),
+ * or 2 (usage error, reported). */
+static int parse_vm(int argc, char **argv, int *i, vm_arg *v, hy_host_config *hc, const char *prev_cp) {
+    hy_spawn_config *sc = &v->sc;
+    hy_spawn_config_init(sc);
+    sc->classpath = prev_cp;
+    for (; *i < argc && argv[*i][0] == '-' && strcmp(argv[*i], "+") != 0; (*i)++) {
+        const char *a = argv[*i];
+        const char *val = *i + 1 < argc ? argv[*i + 1] : NULL;
+        size_t n;
         if (!strcmp(a, "--cp") || !strcmp(a, "-cp")) {
-            if (++i >= argc) { fputs("hydra: --cp needs a path\n", stderr); return 2; }
-            cfg.classpath = argv[i];
+            if (!val) { fputs("hydra: --cp needs a path\n", stderr); return 2; }
+            sc->classpath = val; (*i)++;
+        } else if (!strcmp(a, "--name")) {
+            if (!val || !*val) { fputs("hydra: --name needs a name\n", stderr); return 2; }
+            sc->name = val; (*i)++;
         } else if (!strcmp(a, "--heap-limit")) {
-            if (++i >= argc || parse_size(argv[i], &cfg.heap_limit)) { fputs("hydra: --heap-limit needs a size\n", stderr); return 2; }
+            if (!val || parse_size(val, &sc->heap_limit)) { fputs("hydra: --heap-limit needs a size\n", stderr); return 2; }
+            (*i)++;
         } else if (!strcmp(a, "--stack-slots")) {
-            if (++i >= argc || parse_size(argv[i], &cfg.stack_slots)) { fputs("hydra: --stack-slots needs a number\n", stderr); return 2; }
+            if (!val || parse_size(val, &sc->stack_slots)) { fputs("hydra: --stack-slots needs a number\n", stderr); return 2; }
+            (*i)++;
         } else if (!strcmp(a, "--gc-stress")) {
-            cfg.gc_stress = true;
+            sc->gc_stress = true;
         } else if (!strcmp(a, "--heartbeat") || !strcmp(a, "--workers")) {
-            size_t v;
-            if (++i >= argc || parse_size(argv[i], &v) || v == 0 || v > 100000) {
+            if (!val || parse_size(val, &n) || n == 0 || n > 100000) {
                 fprintf(stderr, "hydra: %s needs a positive number\n", a);
                 return 2;
             }
-            if (!strcmp(a, "--heartbeat")) cfg.heartbeat_hz = (unsigned)v;
-            else cfg.max_workers = (unsigned)v;
+            if (!strcmp(a, "--heartbeat")) sc->heartbeat_hz = (unsigned)n;
+            else sc->max_workers = (unsigned)n;
+            (*i)++;
         } else if (!strcmp(a, "--timeslice")) {
-            cfg.timeslice = true;
+            sc->timeslice = true;
         } else if (!strcmp(a, "--takeover-stress")) {
-            cfg.takeover_stress = true;
+            sc->takeover_stress = true;
+        } else if (!strcmp(a, "--prefix")) {
+            hc->prefix = HY_PREFIX_ALWAYS;
+        } else if (!strcmp(a, "--no-prefix")) {
+            hc->prefix = HY_PREFIX_NEVER;
+        } else if (!strcmp(a, "--colour") || !strcmp(a, "--color")) {
+            if (val && !strcmp(val, "auto")) hc->colour = -1;
+            else if (val && !strcmp(val, "always")) hc->colour = 1;
+            else if (val && !strcmp(val, "never")) hc->colour = 0;
+            else { fputs("hydra: --colour needs auto, always or never\n", stderr); return 2; }
+            (*i)++;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
+            run_usage(stdout);
+            return 1;
         } else {
-            fprintf(stderr, "hydra: unknown option %s\n", a);
-            usage(stderr);
+            fprintf(stderr, "hydra: unknown option %s (hydra run --help)\n", a);
             return 2;
         }
     }
-    if (i >= argc) { usage(stderr); return 2; }
-    if (!cfg.classpath) cfg.classpath = getenv("HYDRA_CLASSPATH");
-    const char *cls = argv[i++];
-    /* SOM style: a class may be given as a file path (Foo.som or dir/Foo.som). */
-    char name[256];
-    const char *slash = strrchr(cls, '/');
-    snprintf(name, sizeof name, "%s", slash ? slash + 1 : cls);
-    size_t n = strlen(name);
-    if (n > 4 && !strcmp(name + n - 4, ".som")) name[n - 4] = 0;
-    /* The folder of a class given by path is searched after the class path. */
-    char *cp_buf = NULL;
-    if (slash) {
-        size_t dlen = (size_t)(slash - cls), clen = cfg.classpath ? strlen(cfg.classpath) : 0;
-        cp_buf = malloc(clen + dlen + 3);
-        if (!cp_buf) { fputs("hydra: out of memory\n", stderr); return 1; }
-        snprintf(cp_buf, clen + dlen + 3, "%s%s%.*s", clen ? cfg.classpath : "", clen ? ":" : "",
-                 (int)(dlen ? dlen : 1), dlen ? cls : "/");
-        cfg.classpath = cp_buf;
+    if (*i >= argc || !strcmp(argv[*i], "+")) {
+        fputs("hydra: a VM needs a TARGET (an image file or a class) (hydra run --help)\n", stderr);
+        return 2;
+    }
+    const char *target = argv[(*i)++];
+    if (ends_with(target, ".image")) {
+        sc->image = target;
+    } else {
+        /* SOM style: a class may be given as a file path (Foo.som or dir/Foo.som). */
+        const char *slash = strrchr(target, '/');
+        snprintf(v->class_name, sizeof v->class_name, "%s", slash ? slash + 1 : target);
+        size_t len = strlen(v->class_name);
+        if (len > 4 && !strcmp(v->class_name + len - 4, ".som")) v->class_name[len - 4] = 0;
+        sc->main_class = v->class_name;
+        if (slash) {
+            size_t dlen = (size_t)(slash - target), clen = sc->classpath ? strlen(sc->classpath) : 0;
+            v->cp_buf = malloc(clen + dlen + 3);
+            if (!v->cp_buf) { fputs("hydra: out of memory\n", stderr); return 2; }
+            snprintf(v->cp_buf, clen + dlen + 3, "%s%s%.*s", clen ? sc->classpath : "", clen ? ":" : "",
+                     (int)(dlen ? dlen : 1), dlen ? target : "/");
+            sc->classpath = v->cp_buf;
+        }
+    }
+    int first = *i;
+    while (*i < argc && strcmp(argv[*i], "+") != 0) (*i)++;
+    sc->argc = *i - first;
+    sc->argv = (const char *const *)(argv + first);
+    if (*i < argc) (*i)++;   /* the "+" */
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv) {
+    hy_host_config hc;
+    hy_host_config_init(&hc);
+    vm_arg *vms = calloc((size_t)argc + 1, sizeof *vms);
+    if (!vms) { fputs("hydra: out of memory\n", stderr); return 1; }
+    int nvms = 0, i = 0, status = 0;
+    const char *cp = getenv("HYDRA_CLASSPATH");
+    if (argc == 0) { run_usage(stderr); status = 2; goto out; }
+    while (i < argc) {
+        int r = parse_vm(argc, argv, &i, &vms[nvms], &hc, cp);
+        if (r) { status = r == 1 ? 0 : 2; nvms++; goto out; }
+        cp = vms[nvms].sc.classpath;
+        nvms++;
     }
 
-    hy_vm *vm;
-    hy_err err = hy_vm_new(&cfg, &vm);
-    free(cp_buf);
-    if (err != HY_OK) {
-        fprintf(stderr, "hydra: cannot create the VM: %s\n", hy_strerror(err));
-        return 1;
+    hy_host *host;
+    if (hy_host_new(&hc, &host) != HY_OK) { fputs("hydra: out of memory\n", stderr); status = 1; goto out; }
+    /* Make every VM before starting any, so a bad target stops the run before it begins. */
+    unsigned *ids = calloc((size_t)nvms, sizeof *ids);
+    for (int k = 0; ids && k < nvms; k++) {
+        char err[1024];
+        if (hy_host_spawn(host, &vms[k].sc, &ids[k], err, sizeof err) != HY_OK) {
+            fprintf(stderr, "hydra: %s\n", err);
+            status = 1;
+            break;
+        }
     }
-    int status = 1;
-    err = hy_vm_run_main(vm, name, argc - i, (const char *const *)(argv + i), &status);
-    if (err != HY_OK) {
-        fprintf(stderr, "hydra: %s\n", *hy_vm_last_error(vm) ? hy_vm_last_error(vm) : hy_strerror(err));
-        status = 1;
+    if (!ids) status = 1;
+    for (int k = 0; status == 0 && k < nvms; k++) {
+        if (hy_host_start(host, ids[k]) != HY_OK) {
+            fputs("hydra: cannot start a thread for a VM\n", stderr);
+            status = 1;
+        }
     }
+    if (status == 0) hy_host_join_all(host, &status);
     fflush(stdout);
-    hy_vm_free(vm);
+    hy_host_free(host);
+    free(ids);
+out:
+    for (int k = 0; k < nvms; k++) free(vms[k].cp_buf);
+    free(vms);
     return status;
 }
 
 int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
-    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { usage(stdout); return 0; }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(stdout);
+        fputc('\n', stdout);
+        run_usage(stdout);
+        return 0;
+    }
     if (!strcmp(argv[1], "run")) return cmd_run(argc - 2, argv + 2);
     fprintf(stderr, "hydra: unknown command %s\n", argv[1]);
     usage(stderr);

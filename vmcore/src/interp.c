@@ -304,6 +304,7 @@ hy_err hyi_interp_run_main(hy_vm *vm, hyi_oop cls, hyi_oop args, int *exit_statu
     vm->stack.nframes = 0;
     vm->stack.sp = vm->stack.base - 1;
     vm->exiting = false;
+    vm->killing = false;
     return HY_OK;
 }
 
@@ -387,6 +388,8 @@ static hyi_run interpret(hy_vm *vm, hyi_oop *result, uint32_t base) {
 #define BOOL(c) ((c) ? vm->true_ : vm->false_)
 
     LOAD(); /* registers come from the base frame the caller pushed */
+    /* A process resumed by the scheduler hears what it missed (a stop, a waiting thread) first. */
+    if (base == 0 && atomic_load_explicit(&vm->attention, memory_order_relaxed)) goto poll;
     NEXT();
 
 op_PUSH_SELF: PUSH(fp[0]); NEXT();
@@ -1213,7 +1216,8 @@ unwind: {
         int64_t found = -1;
         for (int64_t i = (int64_t)stk->nframes - 1; i >= (int64_t)lowest; i--) {
             hyi_frame *fr = &stk->frames[i];
-            if ((fr->method->flags & (HYI_MF_ENSURE | HYI_MF_IFCURTAILED)) && !(fr->flags & HYI_FRAME_UNWOUND)) {
+            if ((fr->method->flags & (HYI_MF_ENSURE | HYI_MF_IFCURTAILED)) && !(fr->flags & HYI_FRAME_UNWOUND) &&
+                !vm->killing) {
                 found = i;
                 break;
             }

@@ -11,7 +11,7 @@
 
 const hyi_prim_def *const hyi_prim_tables[HYI_PRIM_NUM_TABLES] = {
     hyi_prims_control, hyi_prims_object, hyi_prims_number, hyi_prims_string, hyi_prims_ffi,
-    hyi_prims_process,
+    hyi_prims_process, hyi_prims_vm,
 };
 #define tables hyi_prim_tables
 #define NUM_TABLES HYI_PRIM_NUM_TABLES

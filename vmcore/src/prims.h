@@ -37,12 +37,13 @@ extern const hyi_prim_def hyi_prims_object[];   /* prims_object.c: Object, Class
 extern const hyi_prim_def hyi_prims_control[];  /* interp.c: Block value..., perform:..., exceptions */
 extern const hyi_prim_def hyi_prims_ffi[];      /* prims_ffi.c: ExternalLibrary, ExternalFunction, ExternalAddress... */
 extern const hyi_prim_def hyi_prims_process[];  /* process.c: Process, Processor, Semaphore, Delay, VM counters */
+extern const hyi_prim_def hyi_prims_vm[];       /* prims_vm.c: VM (this VM and its siblings) */
 
 /* The primitive number for (class name, selector), or 0 if there is none. */
 uint16_t hyi_prim_find(const char *cls, size_t cls_len, const char *selector, size_t sel_len);
 /* The tables by number (prims.c), and the definition behind a primitive number: never NULL
  * for a number hyi_prim_find gave, NULL for 0. */
-#define HYI_PRIM_NUM_TABLES 6
+#define HYI_PRIM_NUM_TABLES 7
 extern const hyi_prim_def *const hyi_prim_tables[HYI_PRIM_NUM_TABLES];
 static inline const hyi_prim_def *hyi_prim_def_of(uint16_t prim) {
     unsigned t = prim >> 10, i = (prim & 1023u) - 1;

@@ -43,6 +43,7 @@ struct hyi_sched {
     _Atomic uint32_t nrunnable;  /* processes in run queues (read by the heartbeat) */
     _Atomic bool done;           /* the program has ended */
     _Atomic bool running;        /* a program runs (the heartbeat may be needed) */
+    bool stop_woken;             /* a stop request made the waiting main process runnable */
     hyi_run main_status;
     hyi_oop fork_tramp;          /* `SEND #value; RETURN_TOP` for a forked block */
     hyi_oop main_tramp;          /* `SEND selector:; RETURN_TOP` for the main process */
@@ -404,9 +405,38 @@ static bool serve_events(hy_vm *vm) {
 
 /* ---- What the interpreter calls -------------------------------------------------------- */
 
+/* A stop or kill was requested (hy_vm_request_stop): 0 none, 1 stop, 2 kill. The program's
+ * exit status becomes the request's (unless it is exiting already). */
+static int take_stop_request(hy_vm *vm) {
+    int req = atomic_load_explicit(&vm->stop_request, memory_order_acquire);
+    if (__builtin_expect(!req, 1)) return 0;
+    if (!vm->exiting) vm->exit_code = atomic_load_explicit(&vm->stop_status, memory_order_relaxed);
+    if (req == 2) vm->killing = true;
+    return req;
+}
+
+void hy_vm_request_stop(hy_vm *vm, int exit_status, bool kill) {
+    if (!vm || !vm->sched) return;
+    hyi_sched *s = S(vm);
+    int none = 0;
+    atomic_store_explicit(&vm->stop_status, exit_status, memory_order_relaxed);
+    if (!atomic_compare_exchange_strong(&vm->stop_request, &none, kill ? 2 : 1) && kill)
+        atomic_store(&vm->stop_request, 2);
+    attention(vm);
+    wake_idle(s);
+    /* A VM left unowned inside a long call has nobody to poll: a worker comes to end it. */
+    if (atomic_load(&s->running)) hyi_sched_handoff(vm, true);
+}
+
 hyi_sched_act hyi_sched_poll(hy_vm *vm) {
     hyi_sched *s = S(vm);
     atomic_store_explicit(&vm->attention, 0, memory_order_relaxed);
+    /* A stop unwinds each process once (its ensure: blocks run, and may poll); a kill at once. */
+    if (__builtin_expect(take_stop_request(vm) != 0, 0) && s->current &&
+        (vm->killing || !s->procs[s->current].stop_sent)) {
+        s->procs[s->current].stop_sent = true;
+        return HYI_SCHED_TERMINATE;
+    }
     /* The program ended while this process was inside a foreign call: it ends too. */
     if (__builtin_expect(atomic_load_explicit(&s->done, memory_order_relaxed), 0) && s->current &&
         !s->procs[s->current].main)
@@ -836,11 +866,44 @@ static void idle_wait(hy_vm *vm, uint32_t self) {
 
 /* Run processes on this thread until the program ends, or (until != 0) until process `until`
  * is runnable again; or (worker) until the VM must be handed back. */
+/* A stop was requested while the main process waits (semaphore, delay, suspended): make it
+ * runnable, once, so that its first poll unwinds it and its ensure: blocks run. False when
+ * there is nothing left to wait for: the program may end now. */
+static bool wake_main_to_stop(hy_vm *vm) {
+    hyi_sched *s = S(vm);
+    hyi_process *p = s->main ? &s->procs[s->main] : NULL;
+    if (!p || p->state == HYI_PS_FREE || p->state == HYI_PS_TERMINATED) return false;
+    if (!s->stop_woken) {
+        s->stop_woken = true;
+        if (p->state == HYI_PS_WAITING) proc_sem_unlink(vm, s->main);
+        else if (p->state == HYI_PS_DELAYED) timer_remove(s, s->main);
+        if (p->state == HYI_PS_WAITING || p->state == HYI_PS_DELAYED || p->state == HYI_PS_SUSPENDED) {
+            runq_push(s, s->main, true);
+            attention(vm);
+        }
+    }
+    /* Until it has unwound: it is runnable here, or inside a call that polls when it returns. */
+    return p->state == HYI_PS_RUNNABLE || p->state == HYI_PS_RUNNING || p->state == HYI_PS_CALLOUT;
+}
+
 static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
     hyi_sched *s = S(vm);
     uint32_t self = hyi_thread_self(vm);
     for (;;) {
         if (atomic_load(&s->done)) return s->main_status;
+        if (__builtin_expect(take_stop_request(vm) != 0, 0) && (vm->killing || !wake_main_to_stop(vm))) {
+            /* Killed, or nothing left to unwind: the program ends here. */
+            vm->exiting = true;
+            s->main_status = HYI_RUN_EXIT;
+            atomic_store(&s->done, true);
+            wake_idle(s);
+            for (uint32_t i = 0; i < atomic_load(&s->nworkers); i++) sem_post(&s->worker_sem);
+            if (s->current) {
+                s->procs[s->current].state = HYI_PS_CALLOUT;
+                save_current(vm);
+            }
+            return s->main_status;
+        }
         /* A process still installed here belongs to a thread inside a foreign call (this thread
          * got the VM from that call's release): keep it out of the way until the call returns. */
         if (s->current) {
@@ -861,7 +924,7 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
         install(vm, id);
         hyi_oop result;
         hyi_run st = hyi_interp_resume(vm, &result);
-        hyi_process *p = &s->procs[id];
+            hyi_process *p = &s->procs[id];
         switch (st) {
         case HYI_RUN_SWITCH:
             break; /* saved and queued (or blocked) by the interpreter */
@@ -1010,6 +1073,7 @@ hyi_run hyi_sched_run_main(hy_vm *vm, hyi_oop receiver, hyi_oop selector, hyi_oo
     if (po != vm->nil && hyi_size(po) >= 1) hyi_store(vm, po, PROC_ID, hyi_smi(id));
     push_base_frame(vm, &p->stack, s->main_tramp, receiver, &arg);
     s->main = id;
+    s->stop_woken = false;
     atomic_store(&s->done, false);
     s->main_status = HYI_RUN_OK;
     runq_push(s, id, false);

@@ -47,6 +47,7 @@ typedef struct hyi_process {
     uint32_t bound_thread;   /* thread index it must run on, 0 = any */
     uint32_t nested;         /* nested C-level runs in flight (ensure blocks, callbacks) */
     bool main;               /* the program's main process */
+    bool stop_sent;          /* a stop request has unwound it (hy_vm_request_stop) */
 } hyi_process;
 
 typedef struct hyi_sched hyi_sched;

@@ -529,6 +529,7 @@ void hyi_vm_visit_roots(hy_vm *vm, void (*visit)(hy_vm *vm, hyi_oop *slot, void 
     visit(vm, &vm->system, arg);
     visit(vm, &vm->undefined, arg);
     visit(vm, &vm->special, arg);
+    if (vm->program_args) visit(vm, &vm->program_args, arg);
     hyi_oop *c = (hyi_oop *)&vm->cls;
     for (size_t i = 0; i < HYI_NUM_CLASSES; i++) if (c[i]) visit(vm, &c[i], arg);
     hyi_oop *s = (hyi_oop *)&vm->sym;
@@ -779,7 +780,9 @@ static hy_err run_main(hy_vm *vm, const char *class_name, int argc, const char *
         if (!s) { err = HY_ENOMEM; goto out; }
         hyi_store(vm, args, (uint32_t)i + 1, s);
     }
+    vm->program_args = args;
     err = hyi_interp_run_main(vm, cls, args, exit_status);
+    vm->program_args = 0;
 out:
     HYI_UNROOT(vm, 2);
     return err;

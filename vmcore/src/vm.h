@@ -105,6 +105,10 @@ struct hy_vm {
     _Atomic int attention;    /* set to ask the interpreter to poll (other threads may write) */
     int exit_code;            /* value given to System exit:, or 1 after an unhandled error */
     bool exiting;             /* System exit: was called: unwind everything and stop */
+    _Atomic int stop_request; /* hy_vm_request_stop (any thread): 0 none, 1 stop, 2 kill */
+    _Atomic int stop_status;  /* its exit status */
+    bool killing;             /* a kill is unwinding: ensure blocks are skipped */
+    hyi_oop program_args;     /* the arguments of the running program (VM current arguments) */
     bool overflow_active;     /* a stack overflow error is being handled (reserve in use) */
     hyi_oop trampolines[8];   /* per argument count: a method `SEND 0; RETURN_TOP` for C calls */
     /* A pending unwind reported by HYI_RUN_UNWIND: */

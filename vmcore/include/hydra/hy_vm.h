@@ -39,6 +39,23 @@ const char *hy_strerror(hy_err err);
  * the thread running the VM. The default writes to the process's stdout/stderr. */
 typedef void (*hy_write_fn)(void *ctx, int stream, const char *bytes, size_t len);
 
+/* What a VM asks of the host that made it: the primitives behind `VM spawn:`, `join`, `stop`,
+ * `kill` and `state` call these (libhydra-host provides them; a VM made alone has none and
+ * those primitives fail with a clear message). `host` is the context given in hy_config.
+ * Called on a thread of the VM; join blocks (the VM calls it as a blocking threaded callout, so
+ * the VM's other processes go on). `what` is an image file (NAME.image) or a class name run
+ * from the spawning VM's image or class path. errbuf receives a message on failure. */
+typedef struct hy_host_ops {
+    hy_err (*spawn)(void *host, unsigned parent, const char *what, const char *name, int argc,
+                    const char *const *argv, unsigned *id, char *errbuf, size_t errlen);
+    hy_err (*join)(void *host, unsigned id, int *exit_status);
+    hy_err (*stop)(void *host, unsigned id);
+    hy_err (*kill)(void *host, unsigned id);
+    /* state: 0 created, 1 running, 2 exited, 3 failed, 4 killed (hy_vm_state in hydra.h);
+     * exit_status is meaningful from 2 on. name: the VM's name (static until the host ends). */
+    hy_err (*info)(void *host, unsigned id, int *state, int *exit_status, const char **name);
+} hy_host_ops;
+
 typedef struct hy_config {
     const char *name;        /* the VM's name (output prefixes, traces); copied; NULL = "vm" */
     unsigned id;             /* the VM's number in its host (0 for a VM made alone) */
@@ -54,6 +71,9 @@ typedef struct hy_config {
     unsigned max_workers;    /* worker threads that may take the VM over; 0 = default (4) */
     bool timeslice;          /* preempt processes of equal priority on heartbeat ticks */
     bool takeover_stress;    /* force a takeover at every callout (slow; for testing) */
+    /* The host (libhydra-host sets these; NULL for a VM made alone). */
+    const hy_host_ops *host_ops;
+    void *host;
 } hy_config;
 
 /* Fill cfg with the defaults: no class path, no heap limit, default eden and stack, no stress,
@@ -89,6 +109,12 @@ void hy_vm_free(hy_vm *vm);
  * cannot be found, HY_ESYNTAX when it does not compile. */
 hy_err hy_vm_run_main(hy_vm *vm, const char *class_name, int argc, const char *const *argv,
                       int *exit_status);
+
+/* Ask a running program to end, from any thread: at its next poll every process is unwound
+ * and hy_vm_run_main returns with exit_status. kill: ensure: blocks are skipped and nothing more
+ * of the program runs; otherwise (stop) they run as for `System exit:`. A thread inside a
+ * foreign call ends its part when the call returns. Lock-free but for waking idle threads. */
+void hy_vm_request_stop(hy_vm *vm, int exit_status, bool kill);
 
 /* The message of the last failure in vm, or "" (owned by vm, valid until the next call). */
 const char *hy_vm_last_error(const hy_vm *vm);
