@@ -44,7 +44,8 @@ transcript)
 tcp)
     port=$((20000 + ($$ % 10000) * 2))
     mkfifo "$dir/in"
-    "$hydra" run --no-prefix --cp "$classpath" ChatMain --bots 1 --pace 200 --port $port --name alice \
+    # Line-buffered output (stdbuf): the test reads alice's output while she runs.
+    stdbuf -oL "$hydra" run --no-prefix --cp "$classpath" ChatMain --bots 1 --pace 200 --port $port --name alice \
         <"$dir/in" >"$dir/a.out" 2>&1 &
     pid_a=$!
     exec 3>"$dir/in"
