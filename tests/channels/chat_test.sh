@@ -14,9 +14,9 @@ dir=$(mktemp -d)
 trap 'rm -rf "$dir"; [ -n "${pid_a:-}" ] && kill "$pid_a" 2>/dev/null' EXIT
 fail() { echo "chat $mode: FAIL: $*"; for f in "$dir"/*.out; do echo "--- $f"; cat "$f"; done; exit 1; }
 
-# Wait (up to 20 s) for a line in a file.
+# Wait (up to 60 s: sanitizers are slow) for a line in a file.
 await() {   # file line
-    for i in $(seq 200); do grep -qxF -- "$2" "$1" && return 0; sleep 0.1; done
+    for i in $(seq 600); do grep -qxF -- "$2" "$1" && return 0; sleep 0.1; done
     return 1
 }
 
