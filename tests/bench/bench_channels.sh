@@ -19,7 +19,8 @@ cp=images/core:channels:tests/bench
 [ -x "$hydra" ] && [ -x "$raw" ] || { echo "build first: $hydra and $raw are needed" >&2; exit 2; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-port=$((20000 + $$ % 20000))
+# Ports below the ephemeral range (32768 and up), where outgoing connections could hold them.
+port=$((10000 + $$ % 15000))
 
 # One measurement: prints "LATENCY THROUGHPUT".
 measure() {   # side transport size

@@ -42,7 +42,7 @@ transcript)
     tail -n 1 "$dir/chat.out" | grep -q '^transcript: [0-9]* lines$' || fail "no transcript count"
     ;;
 tcp)
-    port=$((20000 + ($$ % 10000) * 2))
+    port=$((10000 + ($$ % 10000) * 2))   # below the ephemeral ports (32768 and up)
     mkfifo "$dir/in"
     # Line-buffered output (stdbuf): the test reads alice's output while she runs.
     stdbuf -oL "$hydra" run --no-prefix --cp "$classpath" ChatMain --bots 1 --pace 200 --port $port --name alice \
