@@ -53,6 +53,10 @@ struct hy_host {
     _Atomic size_t count;    /* nvms, readable without the lock (output prefixing) */
     pthread_mutex_t out_lock;
     bool tty[3];             /* stdout / stderr are terminals */
+    /* Images opened so far, by path: opened (read, checked) once, shared by every VM made
+     * from them, closed with the host. Under lock. */
+    struct open_image { char *path; hy_image *img; } *images;
+    size_t nimages, capimages;
 };
 
 static const hy_host_ops host_ops;
@@ -226,6 +230,43 @@ static bool name_taken(hy_host *h, const char *name) {
 
 /* ---- Spawning ---------------------------------------------------------------------------------- */
 
+/* The opened image at path (opened now if it is not yet). */
+static hy_err host_image(hy_host *h, const char *path, hy_image **out, char *errbuf, size_t errlen) {
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->nimages; i++)
+        if (!strcmp(h->images[i].path, path)) {
+            *out = h->images[i].img;
+            pthread_mutex_unlock(&h->lock);
+            return HY_OK;
+        }
+    pthread_mutex_unlock(&h->lock);
+    hy_image *img;
+    hy_err err = hy_image_open(path, &img, errbuf, errlen);
+    if (err != HY_OK) return err;
+    pthread_mutex_lock(&h->lock);
+    for (size_t i = 0; i < h->nimages; i++)
+        if (!strcmp(h->images[i].path, path)) {   /* another thread opened it meanwhile */
+            *out = h->images[i].img;
+            pthread_mutex_unlock(&h->lock);
+            hy_image_close(img);
+            return HY_OK;
+        }
+    if (h->nimages == h->capimages) {
+        size_t cap = h->capimages ? h->capimages * 2 : 4;
+        struct open_image *v = realloc(h->images, cap * sizeof *v);
+        if (!v) { pthread_mutex_unlock(&h->lock); hy_image_close(img); return HY_ENOMEM; }
+        h->images = v;
+        h->capimages = cap;
+    }
+    char *p = strdup(path);
+    if (!p) { pthread_mutex_unlock(&h->lock); hy_image_close(img); return HY_ENOMEM; }
+    h->images[h->nimages].path = p;
+    h->images[h->nimages++].img = img;
+    *out = img;
+    pthread_mutex_unlock(&h->lock);
+    return HY_OK;
+}
+
 static hy_err make_vm(vm_rec *r, char *errbuf, size_t errlen) {
     hy_config vc;
     hy_config_init(&vc);
@@ -243,11 +284,18 @@ static hy_err make_vm(vm_rec *r, char *errbuf, size_t errlen) {
     vc.write_ctx = r;
     vc.host_ops = &host_ops;
     vc.host = r->host;
+    vc.trace = r->host->cfg.trace;
     hy_vm *vm = NULL;
     hy_err err;
     if (r->image) {
-        snprintf(errbuf, errlen, "%s: images are not supported by this build", r->image);
-        return HY_EINVAL;
+        hy_image *img;
+        err = host_image(r->host, r->image, &img, errbuf, errlen);
+        if (err != HY_OK) return err;
+        err = hy_vm_new_from_image(&vc, img, &vm);
+        if (err != HY_OK) {
+            snprintf(errbuf, errlen, "cannot create a VM from %s: %s", r->image, hy_strerror(err));
+            return err;
+        }
     } else {
         err = hy_vm_new(&vc, &vm);
         if (err != HY_OK) {
@@ -335,7 +383,9 @@ static void *vm_thread(void *arg) {
     hy_host *h = r->host;
     hy_vm *vm = r->vm;   /* (ours: nobody frees it but this thread) */
     int status = 1;
-    hy_err err = hy_vm_run_main(vm, r->main_class, r->cfg.argc, (const char *const *)r->argv, &status);
+    hy_err err = r->main_class
+        ? hy_vm_run_main(vm, r->main_class, r->cfg.argc, (const char *const *)r->argv, &status)
+        : hy_vm_run_entry(vm, r->cfg.argc, (const char *const *)r->argv, &status);
     if (err != HY_OK) {
         char msg[1200];
         const char *why = *hy_vm_last_error(vm) ? hy_vm_last_error(vm) : hy_strerror(err);
@@ -514,6 +564,11 @@ void hy_host_free(hy_host *h) {
         rec_free(h->vms[i]);
     }
     free(h->vms);
+    for (size_t i = 0; i < h->nimages; i++) {
+        hy_image_close(h->images[i].img);
+        free(h->images[i].path);
+    }
+    free(h->images);
     pthread_mutex_destroy(&h->out_lock);
     pthread_cond_destroy(&h->changed);
     pthread_mutex_destroy(&h->lock);

@@ -2,6 +2,7 @@
  * hydra.c -- the `hydra` program: runs one or many VMs in one process (libhydra-host).
  *
  *   hydra run [options] TARGET [ARGS...] [+ [options] TARGET [ARGS...]]...
+ *   hydra build-image --cp PATH[:PATH...] [CLASS] -o FILE.image
  *
  * A TARGET is an image file (NAME.image) or a SOM class (a name found on the class path, or
  * a path to NAME.som). The process ends when every VM has; its exit status is the first
@@ -15,10 +16,12 @@
 
 static void usage(FILE *f) {
     fputs("usage: hydra run [options] TARGET [ARGS...] [+ [options] TARGET [ARGS...]]...\n"
-          "       hydra --help | hydra run --help\n"
+          "       hydra build-image --cp PATH[:PATH...] [CLASS] -o FILE.image\n"
+          "       hydra --help | hydra run --help | hydra build-image --help\n"
           "\n"
           "commands:\n"
-          "  run     run VMs in this process (hydra run --help)\n", f);
+          "  run           run VMs in this process (hydra run --help)\n"
+          "  build-image   write a snapshot image of a VM that loaded a class path\n", f);
 }
 
 static void run_usage(FILE *f) {
@@ -51,6 +54,9 @@ static void run_usage(FILE *f) {
           "  --prefix              prefix output lines with the VM name even for one VM\n"
           "  --no-prefix           never prefix output lines\n"
           "  --colour WHEN         colour the prefixes: auto (on a terminal), always, never\n"
+          "  --trace FILE.json     when the run ends, write a trace of every VM's threads,\n"
+          "                        calls, takeovers, GC and processes (open it in\n"
+          "                        ui.perfetto.dev or chrome://tracing)\n"
           "  -h, --help            this text\n", f);
 }
 
@@ -81,9 +87,10 @@ static bool ends_with(const char *s, const char *suffix) {
     return n > k && !strcmp(s + n - k, suffix);
 }
 
-/* Parse one segment argv[*i..] up to a lone "+" or the end into *v. Returns 0, 1 (help shown),
- * or 2 (usage error, reported). */
-static int parse_vm(int argc, char **argv, int *i, vm_arg *v, hy_host_config *hc, const char *prev_cp) {
+/* Parse one segment argv[*i..] up to a lone "+" or the end into *v (whole-run options into *hc
+ * and *trace_path). Returns 0, 1 (help shown), or 2 (usage error, reported). */
+static int parse_vm(int argc, char **argv, int *i, vm_arg *v, hy_host_config *hc, const char **trace_path,
+                    const char *prev_cp) {
     hy_spawn_config *sc = &v->sc;
     hy_spawn_config_init(sc);
     sc->classpath = prev_cp;
@@ -127,6 +134,9 @@ static int parse_vm(int argc, char **argv, int *i, vm_arg *v, hy_host_config *hc
             else if (val && !strcmp(val, "never")) hc->colour = 0;
             else { fputs("hydra: --colour needs auto, always or never\n", stderr); return 2; }
             (*i)++;
+        } else if (!strcmp(a, "--trace")) {
+            if (!val || !*val) { fputs("hydra: --trace needs a file name\n", stderr); return 2; }
+            *trace_path = val; (*i)++;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             run_usage(stdout);
             return 1;
@@ -166,23 +176,79 @@ static int parse_vm(int argc, char **argv, int *i, vm_arg *v, hy_host_config *hc
     return 0;
 }
 
+static void build_usage(FILE *f) {
+    fputs("usage: hydra build-image --cp PATH[:PATH...] [CLASS] -o FILE.image\n"
+          "\n"
+          "Loads every class file of every folder on the class path (the core library first),\n"
+          "then writes the VM's heap to FILE.image, with CLASS as its entry class if given.\n"
+          "`hydra run FILE.image ARGS` then runs CLASS without reading any source; an image\n"
+          "without entry runs the class named by its first argument.\n"
+          "\n"
+          "options:\n"
+          "  --cp PATH[:PATH...]   folders whose class files the image holds\n"
+          "  -o FILE               the image file to write (written whole, then renamed)\n"
+          "  -h, --help            this text\n", f);
+}
+
+static int cmd_build_image(int argc, char **argv) {
+    const char *cp = NULL, *out = NULL, *entry = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--cp") || !strcmp(a, "-cp") || !strcmp(a, "-o")) {
+            if (++i >= argc) { fprintf(stderr, "hydra: %s needs an argument\n", a); return 2; }
+            if (a[1] == 'o') out = argv[i];
+            else cp = argv[i];
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            build_usage(stdout);
+            return 0;
+        } else if (a[0] == '-' || entry) {
+            fprintf(stderr, "hydra: build-image: unexpected argument %s\n", a);
+            build_usage(stderr);
+            return 2;
+        } else {
+            entry = a;
+        }
+    }
+    if (!cp || !out) { build_usage(stderr); return 2; }
+    hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.classpath = cp;
+    cfg.gc_stress = false;
+    hy_vm *vm;
+    hy_err err = hy_vm_new(&cfg, &vm);
+    if (err != HY_OK) {
+        fprintf(stderr, "hydra: cannot create the VM: %s\n", hy_strerror(err));
+        return 1;
+    }
+    err = hy_vm_load_all_classes(vm);
+    if (err == HY_OK) err = hy_vm_save_image(vm, entry, out);
+    if (err != HY_OK)
+        fprintf(stderr, "hydra: build-image: %s\n", *hy_vm_last_error(vm) ? hy_vm_last_error(vm) : hy_strerror(err));
+    hy_vm_free(vm);
+    return err == HY_OK ? 0 : 1;
+}
+
 static int cmd_run(int argc, char **argv) {
     hy_host_config hc;
     hy_host_config_init(&hc);
     vm_arg *vms = calloc((size_t)argc + 1, sizeof *vms);
     if (!vms) { fputs("hydra: out of memory\n", stderr); return 1; }
     int nvms = 0, i = 0, status = 0;
-    const char *cp = getenv("HYDRA_CLASSPATH");
+    const char *cp = getenv("HYDRA_CLASSPATH"), *trace_path = NULL;
     if (argc == 0) { run_usage(stderr); status = 2; goto out; }
     while (i < argc) {
-        int r = parse_vm(argc, argv, &i, &vms[nvms], &hc, cp);
+        int r = parse_vm(argc, argv, &i, &vms[nvms], &hc, &trace_path, cp);
         if (r) { status = r == 1 ? 0 : 2; nvms++; goto out; }
         cp = vms[nvms].sc.classpath;
         nvms++;
     }
 
     hy_host *host;
-    if (hy_host_new(&hc, &host) != HY_OK) { fputs("hydra: out of memory\n", stderr); status = 1; goto out; }
+    if ((trace_path && hy_trace_new(&hc.trace) != HY_OK) || hy_host_new(&hc, &host) != HY_OK) {
+        fputs("hydra: out of memory\n", stderr);
+        status = 1;
+        goto out;
+    }
     /* Make every VM before starting any, so a bad target stops the run before it begins. */
     unsigned *ids = calloc((size_t)nvms, sizeof *ids);
     for (int k = 0; ids && k < nvms; k++) {
@@ -204,7 +270,15 @@ static int cmd_run(int argc, char **argv) {
     fflush(stdout);
     hy_host_free(host);
     free(ids);
+    if (trace_path) {
+        hy_err err = hy_trace_write_json(hc.trace, trace_path);
+        if (err != HY_OK) {
+            fprintf(stderr, "hydra: cannot write the trace to %s: %s\n", trace_path, hy_strerror(err));
+            if (!status) status = 1;
+        }
+    }
 out:
+    hy_trace_free(hc.trace);
     for (int k = 0; k < nvms; k++) free(vms[k].cp_buf);
     free(vms);
     return status;
@@ -216,9 +290,12 @@ int main(int argc, char **argv) {
         usage(stdout);
         fputc('\n', stdout);
         run_usage(stdout);
+        fputc('\n', stdout);
+        build_usage(stdout);
         return 0;
     }
     if (!strcmp(argv[1], "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "build-image")) return cmd_build_image(argc - 2, argv + 2);
     fprintf(stderr, "hydra: unknown command %s\n", argv[1]);
     usage(stderr);
     return 2;

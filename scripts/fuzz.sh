@@ -1,27 +1,60 @@
 #!/usr/bin/env bash
-# fuzz.sh -- fuzz the SOM lexer, parser and compiler with libFuzzer.
+# fuzz.sh -- fuzz the SOM lexer, parser and compiler, or the image loader, with libFuzzer.
 #
-#   scripts/fuzz.sh [SECONDS]   (default 600)
+#   scripts/fuzz.sh [SECONDS] [compiler|image]   (default 600 compiler)
 #
-# Builds build-fuzz with clang (-DHYDRA_FUZZ=ON: coverage, ASan, UBSan), seeds a corpus with the
-# class files of images/core and tests/st, runs tests/fuzz/fuzz_compiler for SECONDS, and prints
-# the number of executions. The corpus grows in build-fuzz/corpus across runs; inputs that crash
-# are saved in build-fuzz/artifacts/. Exits non-zero if the fuzzer found a problem.
+# Builds build-fuzz with clang (-DHYDRA_FUZZ=ON: coverage, ASan, UBSan) and runs one target for
+# SECONDS, then prints the number of executions:
+#   compiler  tests/fuzz/fuzz_compiler, seeded with the class files of images/core and tests/st
+#   image     tests/fuzz/fuzz_image, seeded with build-fuzz/images/core.image (built first)
+# The corpus grows in build-fuzz/corpus (compiler) or build-fuzz/corpus-image across runs; inputs
+# that crash are saved in build-fuzz/artifacts/. Exits non-zero if the fuzzer found a problem.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 seconds=${1:-600}
+target=${2:-compiler}
 case $seconds in
-''|*[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS]" >&2; exit 2 ;;
+''|*[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS] [compiler|image]" >&2; exit 2 ;;
+esac
+case $target in
+compiler|image) ;;
+*) echo "usage: scripts/fuzz.sh [SECONDS] [compiler|image]" >&2; exit 2 ;;
 esac
 
 dir=build-fuzz
 cc_arg=()
 [ -f "$dir/CMakeCache.txt" ] || cc_arg=(-DCMAKE_C_COMPILER=clang)
 cmake -S . -B "$dir" "${cc_arg[@]}" -DCMAKE_BUILD_TYPE=Release -DHYDRA_FUZZ=ON >/dev/null
-cmake --build "$dir" -j"$(nproc 2>/dev/null || echo 2)" --target fuzz_compiler
+jobs=$(nproc 2>/dev/null || echo 2)
+[ "$jobs" -gt 2 ] && jobs=2
+
+if [ "$target" = image ]; then
+    cmake --build "$dir" -j"$jobs" --target fuzz_image images
+    seeds=$dir/seeds-image
+    rm -rf "$seeds"
+    mkdir -p "$seeds" "$dir/corpus-image" "$dir/artifacts"
+    cp "$dir/images/core.image" "$seeds/core.image"
+    echo "fuzz: image seed $(wc -c <"$seeds/core.image") bytes; running for $seconds s"
+    log=$dir/fuzz-image.log
+    set +e
+    "$dir/tests/fuzz/fuzz_image" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
+        -max_len=1048576 -print_final_stats=1 -artifact_prefix="$dir/artifacts/" \
+        "$dir/corpus-image" "$seeds" >"$log" 2>&1
+    rc=$?
+    set -e
+    tail -n 25 "$log"
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    echo
+    echo "fuzz: ${execs:-unknown} executions in $seconds s, exit status $rc (full log: $log)"
+    if [ "$rc" -ne 0 ]; then
+        echo "fuzz: FAILED; reproduce with: $dir/tests/fuzz/fuzz_image $dir/artifacts/<file>" >&2
+    fi
+    exit $rc
+fi
+cmake --build "$dir" -j"$jobs" --target fuzz_compiler
 
 # Seeds are copied at run time so the repository holds each class file once.
 seeds=$dir/seeds

@@ -166,14 +166,29 @@ static void test_two_vms_embedded(void **state) {
     }
 }
 
-static void test_sixteen_vms(void **state) {
+static void test_sixteen_vms_from_one_image(void **state) {
     fixture *f = *state;
+    const char *image = getenv("HYDRA_CORE_IMAGE");
+    if (!image) fail_msg("HYDRA_CORE_IMAGE is not set (ctest sets it to build/images/core.image)");
     unsigned ids[16];
-    char names[16][16];
+    char names[16][16], n[16][8], k[16][8];
     for (int i = 0; i < 16; i++) {
         snprintf(names[i], sizeof names[i], "v%d", i);
-        ids[i] = start_fib(f, names[i], 15 + i % 6, i);
+        snprintf(n[i], sizeof n[i], "%d", 15 + i % 6);
+        snprintf(k[i], sizeof k[i], "%d", i);
+        /* The core image has no entry: its first argument names the class to run. */
+        const char *argv[] = { "HostFib", n[i], k[i] };
+        hy_spawn_config sc;
+        hy_spawn_config_init(&sc);
+        sc.name = names[i];
+        sc.image = image;
+        sc.classpath = f->classpath;   /* for HostFib, which the image does not hold */
+        sc.argc = 3;
+        sc.argv = argv;
+        char err[512];
+        if (hy_host_spawn(f->host, &sc, &ids[i], err, sizeof err) != HY_OK) fail_msg("spawn: %s", err);
     }
+    for (int i = 0; i < 16; i++) assert_int_equal(hy_host_start(f->host, ids[i]), HY_OK);
     for (int i = 0; i < 16; i++) assert_fib_done(f, ids[i], names[i], 15 + i % 6, i);
     int worst = -1;
     assert_int_equal(hy_host_join_all(f->host, &worst), HY_OK);
@@ -266,6 +281,25 @@ static void test_kill_skips_ensure_blocks(void **state) {
     assert_false(has_text(&f->out, "ensure ran"));
 }
 
+static void test_bad_images_are_refused(void **state) {
+    fixture *f = *state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/tests/host/HostFib.som", HYDRA_SOURCE_DIR);   /* not an image */
+    hy_spawn_config sc;
+    hy_spawn_config_init(&sc);
+    sc.image = path;
+    unsigned id = 0;
+    char err[512] = "";
+    assert_int_not_equal(hy_host_spawn(f->host, &sc, &id, err, sizeof err), HY_OK);
+    if (!strstr(err, "HostFib.som")) fail_msg("the message should name the file: %s", err);
+    sc.image = "no/such/file.image";
+    assert_int_not_equal(hy_host_spawn(f->host, &sc, &id, err, sizeof err), HY_OK);
+    if (!strstr(err, "no/such/file.image")) fail_msg("the message should name the file: %s", err);
+    /* The host goes on: a good VM still runs. */
+    unsigned good = start_fib(f, "good", 18, 3);
+    assert_fib_done(f, good, "good", 18, 3);
+}
+
 static void test_bad_targets_are_reported(void **state) {
     fixture *f = *state;
     hy_spawn_config sc;
@@ -293,7 +327,7 @@ static void test_bad_targets_are_reported(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_two_vms_embedded, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sixteen_vms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sixteen_vms_from_one_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unhandled_error_ends_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heap_limit_ends_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stack_limit_ends_alone, setup, teardown),
@@ -301,6 +335,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_stop_runs_ensure_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_skips_ensure_blocks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_targets_are_reported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_images_are_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include "bigint.h"
 #include "interp.h"
 #include "thread.h"
+#include "trace.h"
 
 #define SIG_MAGIC 0x4879464649536967ull     /* "HyFFISig" */
 #define MAX_STRUCT_MEMBERS 1024
@@ -672,6 +673,26 @@ static const char *fn_name(hy_vm *vm, hyi_oop fn, int *len) {
     return "a foreign function";
 }
 
+/* The call of hyi_ffi_call when the VM traces: the same, inside a callout span named after fn
+ * (out of line, so that the untraced call pays one test). */
+static __attribute__((noinline)) void call_traced(hy_vm *vm, hyi_oop fn, hyi_ffi_sig *s, void *rv, void **values) {
+    int len;
+    const char *name = fn_name(vm, fn, &len);   /* copied: the heap may change during the call */
+    hyi_trace_call mode = s->unthreaded ? HYI_TRACE_UNTHREADED : s->blocking ? HYI_TRACE_BLOCKING : HYI_TRACE_THREADED;
+    hyi_trace_callout_begin(vm, name, (size_t)len, mode);
+    if (s->unthreaded) {
+        ffi_call(&s->cif, FFI_FN(s->fn), rv, values);
+        hyi_trace_callout_end(vm);
+        return;
+    }
+    hyi_callout c;
+    hyi_callout_begin(vm, &c, s->blocking);
+    ffi_call(&s->cif, FFI_FN(s->fn), rv, values);
+    hyi_trace_callout_end(vm);
+    hyi_callout_end(vm, &c);
+    hyi_trace_own_begin(vm, HYI_TRACE_CALLOUT_RETURN, true);
+}
+
 hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, hyi_oop *result) {
     /* The primitive runs only for ExternalFunctions (its method's class): checking the shape
      * is enough to read the fields, and the handle checks itself. */
@@ -729,7 +750,9 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
     void *rv = scratch + s->ret.off;
     hyi_ffi_kind rk = (hyi_ffi_kind)s->ret.kind;
 
-    if (__builtin_expect(s->unthreaded, 0)) {
+    if (__builtin_expect(hyi_tracing(vm), 0)) {
+        call_traced(vm, *fnp, s, rv, values);
+    } else if (__builtin_expect(s->unthreaded, 0)) {
         ffi_call(&s->cif, FFI_FN(s->fn), rv, values);
     } else {
         hyi_callout c;
@@ -814,7 +837,9 @@ static void cb_handler(ffi_cif *cif, void *ret, void **cargs, void *user) {
     memset(ret, 0, rroom);
 
     hyi_callback_state st;
+    if (hyi_tracing(vm)) hyi_trace_callback_wait(vm);
     hyi_callback_enter(vm, &st);
+    if (hyi_tracing(vm)) hyi_trace_callback_begin(vm);
     uint32_t roots = vm->num_temp_roots;
     hyi_oop cb = cb_lookup(vm, d), arr = 0, v = 0, r = 0;
     HYI_ROOT(vm, &cb);
@@ -862,6 +887,10 @@ static void cb_handler(ffi_cif *cif, void *ret, void **cargs, void *user) {
     }
 out:
     vm->num_temp_roots = roots;
+    if (hyi_tracing(vm)) {
+        hyi_trace_callback_end(vm);
+        if (!st.already_owned) hyi_trace_own_end(vm);
+    }
     hyi_callback_leave(vm, &st);
 }
 

@@ -20,6 +20,7 @@
  *    full GC every stress_full_every allocations (HYDRA_GC_STRESS_FULL_EVERY overrides it).
  */
 #include "vm.h"
+#include "trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -549,10 +550,12 @@ static void note_pause(hyi_heap *h, uint64_t t0, uint64_t *total) {
 void hyi_gc_scavenge(hy_vm *vm) {
     hyi_heap *h = &vm->heap;
     if (h->old->in_gc) return;
-    uint64_t t0 = hyi_now_ns();
+    uint64_t t0 = hyi_now_ns(), before = total_in_use(h), promoted = h->stats.bytes_promoted;
     scavenge(vm, false, NULL);
     h->stats.scavenges++;
     note_pause(h, t0, &h->stats.scavenge_ns);
+    if (hyi_tracing(vm))
+        hyi_trace_gc(vm, HYI_TRACE_SCAVENGE, t0, before, total_in_use(h), h->stats.bytes_promoted - promoted);
 }
 
 /* ---- Full GC: mark ------------------------------------------------------------------------ */
@@ -698,10 +701,12 @@ static void full_gc(hy_vm *vm) {
 void hyi_gc_full(hy_vm *vm) {
     hyi_heap *h = &vm->heap;
     if (h->old->in_gc) return;
-    uint64_t t0 = hyi_now_ns();
+    uint64_t t0 = hyi_now_ns(), before = total_in_use(h), promoted = h->stats.bytes_promoted;
     full_gc(vm);
     h->stats.full_gcs++;
     note_pause(h, t0, &h->stats.full_gc_ns);
+    if (hyi_tracing(vm))
+        hyi_trace_gc(vm, HYI_TRACE_FULL_GC, t0, before, total_in_use(h), h->stats.bytes_promoted - promoted);
 }
 
 static void collect_for_allocation(hy_vm *vm, bool full) {
@@ -720,14 +725,32 @@ bool hyi_heap_pin(hy_vm *vm, hyi_oop *ref) {
     if (!hyi_o(*ref)->old) {
         /* Tenuring everything never adds to the bytes in use, so the limit cannot stop it. */
         if (h->old->in_gc) return false;
-        uint64_t t0 = hyi_now_ns();
+        uint64_t t0 = hyi_now_ns(), before = total_in_use(h), promoted = h->stats.bytes_promoted;
         scavenge(vm, true, ref);
         h->stats.scavenges++;
         note_pause(h, t0, &h->stats.scavenge_ns);
+        if (hyi_tracing(vm))
+            hyi_trace_gc(vm, HYI_TRACE_PIN_SCAVENGE, t0, before, total_in_use(h), h->stats.bytes_promoted - promoted);
         if (!hyi_o(*ref)->old) return false;
     }
     hyi_o(*ref)->pinned = 1;
     return true;
+}
+
+/* ---- Adopting a region (images) ------------------------------------------------------------ */
+
+uint8_t *hyi_heap_adopt_old(hy_vm *vm, size_t bytes) {
+    hyi_heap *h = &vm->heap;
+    struct hyi_old_space *os = h->old;
+    if (!bytes || bytes % 8) return NULL;
+    segment *s = segment_new(os, bytes, false);
+    if (!s) return NULL;
+    s->top = s->base + bytes;
+    os->in_use += bytes;
+    size_t trigger = os->in_use * 2;
+    if (trigger > os->full_trigger) os->full_trigger = trigger;
+    set_eden_limit(h);
+    return s->base;
 }
 
 /* ---- Walking old space ---------------------------------------------------------------------- */

@@ -102,6 +102,11 @@ static inline uint32_t hyi_heap_next_hash(hyi_heap *h) {
     return v ? v : 1;
 }
 
+/* A new old-space region of exactly bytes (a multiple of 8) for objects that the caller writes
+ * into it back to back (an image's heap); counted as in use. The caller must fill it with
+ * walkable objects before the next allocation. NULL when memory is short. */
+uint8_t *hyi_heap_adopt_old(hy_vm *vm, size_t bytes);
+
 /* Visit every old-space object (for snapshots and reflection). */
 void hyi_heap_each_old(hy_vm *vm, void (*fn)(hy_vm *vm, hyi_oop obj, void *arg), void *arg);
 

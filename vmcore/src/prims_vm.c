@@ -12,6 +12,7 @@
 
 #include "prims.h"
 #include "thread.h"
+#include "trace.h"
 
 /* A String or Symbol argument as a NUL-terminated copy in buf; false when it is not one or
  * does not fit. */
@@ -103,10 +104,13 @@ static hyi_prim_status vm_spawn(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oo
         void *host = vm->config.host;
         unsigned self = vm->config.id;
         hyi_callout c;
+        if (hyi_tracing(vm)) hyi_trace_callout_begin(vm, "VM spawn", 8, HYI_TRACE_THREADED);
         hyi_callout_begin(vm, &c, false);
         hy_err e = ops->spawn(host, self, what, named ? name : NULL, (int)argc, (const char *const *)argv, &id,
                               err, sizeof err);
+        if (hyi_tracing(vm)) hyi_trace_callout_end(vm);
         hyi_callout_end(vm, &c);
+        if (hyi_tracing(vm)) hyi_trace_own_begin(vm, HYI_TRACE_CALLOUT_RETURN, true);
         if (e != HY_OK)
             st = hyi_prim_fail(vm, "VM spawn: %s: %s", what, *err ? err : hy_strerror(e));
         else
@@ -127,9 +131,12 @@ static hyi_prim_status vm_join(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop
     if (id == vm->config.id) return hyi_prim_fail(vm, "VM join: a VM cannot wait for its own end");
     int status = 0;
     hyi_callout c;
+    if (hyi_tracing(vm)) hyi_trace_callout_begin(vm, "VM join", 7, HYI_TRACE_BLOCKING);
     hyi_callout_begin(vm, &c, true);
     hy_err e = vm->config.host_ops->join(vm->config.host, id, &status);
+    if (hyi_tracing(vm)) hyi_trace_callout_end(vm);
     hyi_callout_end(vm, &c);
+    if (hyi_tracing(vm)) hyi_trace_own_begin(vm, HYI_TRACE_CALLOUT_RETURN, true);
     if (e != HY_OK) return hyi_prim_fail(vm, "VM join: no VM %u in this host", id);
     *result = hyi_smi(status);
     return HYI_PRIM_OK;

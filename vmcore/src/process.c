@@ -20,6 +20,7 @@
 #include "interp.h"
 #include "prims.h"
 #include "thread.h"
+#include "trace.h"
 
 /* Smalltalk-side layouts (images/core). */
 enum { PROC_ID = 0 };                                     /* Process: | id name | */
@@ -80,6 +81,7 @@ static void set_current(hy_vm *vm, uint32_t id) {
     s->current = id;
     vm->current_process = id;
     vm->current_priority = id ? (int)s->procs[id].priority : 0;
+    if (hyi_tracing(vm)) hyi_trace_process(vm, id, vm->current_priority);
 }
 
 hyi_process *hyi_sched_proc(hy_vm *vm, uint32_t id) {
@@ -764,6 +766,7 @@ static void *heartbeat_main(void *arg) {
     uint64_t last_seq = 0;
     bool half_beat = false;
     uint32_t quiet = 0;   /* consecutive looks that found nothing to watch */
+    if (hyi_tracing(vm)) hyi_trace_role_set(vm, HYI_TRACE_HEARTBEAT);
     while (!atomic_load(&s->stop_heartbeat)) {
         /* Park only after a while with nothing to watch, so that a VM alternating quickly
          * between calls and other work does not make it park and wake at every beat. */
@@ -808,7 +811,10 @@ static void *heartbeat_main(void *arg) {
             attention(vm);
             wake_idle(s);
             /* Nobody runs the VM (it sits in a call): a worker serves the delay. */
-            if (in_callout) wake_worker(vm);
+            if (in_callout) {
+                if (hyi_tracing(vm)) hyi_trace_wake_worker(vm, true);
+                wake_worker(vm);
+            }
         } else if (vm->config.timeslice) {
             attention(vm);
         }
@@ -816,7 +822,10 @@ static void *heartbeat_main(void *arg) {
         if (in_callout && !blocking) {
             /* The same callout seen twice, and work to do: take the VM over. */
             if (seq == last_seq) {
-                if (atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0) wake_worker(vm);
+                if (atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0) {
+                    if (hyi_tracing(vm)) hyi_trace_wake_worker(vm, false);
+                    wake_worker(vm);
+                }
             } else {
                 half_beat = true;
             }
@@ -836,6 +845,7 @@ static void idle_wait(hy_vm *vm, uint32_t self) {
     (void)self;
     uint64_t deadline = s->timers ? s->procs[s->timers].wake_ns : 0;
     hyi_callout c;
+    if (hyi_tracing(vm)) hyi_trace_idle_begin(vm);
     hyi_thread_idle_begin(vm, &c);
     pthread_mutex_lock(&s->idle_lock);
     atomic_fetch_add_explicit(&s->idle_sleepers, 1, memory_order_seq_cst);
@@ -861,7 +871,9 @@ static void idle_wait(hy_vm *vm, uint32_t self) {
     pthread_cond_broadcast(&s->idle_cond);   /* the heartbeat may be needed again */
     pthread_mutex_unlock(&s->idle_lock);
     c.priority = hyi_thread_take_bound_priority(vm);   /* a process bound here may be waiting */
+    if (hyi_tracing(vm)) hyi_trace_idle_end(vm);
     hyi_callout_end(vm, &c);
+    if (hyi_tracing(vm)) hyi_trace_own_begin(vm, HYI_TRACE_IDLE_END, false);
 }
 
 /* Run processes on this thread until the program ends, or (until != 0) until process `until`
@@ -932,9 +944,11 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
             /* A waiting thread gets the VM; this one parks (a worker) or queues for it again. */
             save_current(vm);
             runq_push(s, id, true);
+            if (hyi_tracing(vm)) hyi_trace_own_end(vm);
             hyi_thread_handback(vm);
             if (worker) return HYI_RUN_HANDBACK;   /* the VM belongs to the waiter now */
             hyi_thread_own_again(vm);
+            if (hyi_tracing(vm)) hyi_trace_own_begin(vm, HYI_TRACE_OWN_AGAIN, false);
             break;
         default: {
             bool main = p->main;
@@ -1021,19 +1035,24 @@ void hyi_sched_reinstall(hy_vm *vm, uint32_t id) {
 static void *worker_main(void *arg) {
     hy_vm *vm = arg;
     hyi_sched *s = S(vm);
+    if (hyi_tracing(vm)) hyi_trace_role_set(vm, HYI_TRACE_WORKER);
     for (;;) {
         atomic_fetch_add(&s->idle_workers, 1);
         while (sem_wait(&s->worker_sem) != 0 && errno == EINTR) {}
         atomic_fetch_sub(&s->idle_workers, 1);
         if (atomic_load(&s->done)) return NULL;
         if (!hyi_thread_try_takeover(vm)) continue;
+        if (hyi_tracing(vm)) hyi_trace_takeover(vm);
         /* The VM was idle inside a callout: run other processes until handed back. */
         if (s->current) {
             hyi_process *p = &s->procs[s->current];
             p->state = HYI_PS_CALLOUT;
             save_current(vm);
         }
-        if (run_loop(vm, 0, true) != HYI_RUN_HANDBACK) hyi_thread_release_worker(vm);
+        if (run_loop(vm, 0, true) != HYI_RUN_HANDBACK) {
+            if (hyi_tracing(vm)) hyi_trace_own_end(vm);
+            hyi_thread_release_worker(vm);
+        }
         if (atomic_load(&s->done)) return NULL;
     }
 }

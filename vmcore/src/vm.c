@@ -22,6 +22,7 @@
 
 #include "compiler.h"
 #include "interp.h"
+#include "trace.h"
 
 #define BOOT_SPARE_CLASS_SLOTS 4
 #define DEFAULT_STACK_SLOTS (1u << 20)
@@ -76,6 +77,7 @@ const char *hy_strerror(hy_err err) {
     case HY_ENOENT: return "not found";
     case HY_ESYNTAX: return "syntax error";
     case HY_ERUNTIME: return "unhandled error";
+    case HY_EIMAGE: return "bad image file";
     }
     return "unknown error";
 }
@@ -248,6 +250,21 @@ hyi_oop hyi_global_get(hy_vm *vm, hyi_oop key) {
             return v == vm->undefined ? 0 : v;
         }
     return 0;
+}
+
+bool hyi_global_adopt(hy_vm *vm, hyi_oop cell) {
+    hyi_table *t = &vm->globals;
+    if ((t->count + 1) * 4 >= t->cap * 3 && !table_grow(t, cell_hash)) return false;
+    hyi_oop key = hyi_slots(cell)[HYI_CELL_KEY];
+    uint32_t mask = t->cap - 1, i = hash_ptr(key) & mask;
+    for (; t->keys[i]; i = (i + 1) & mask)
+        if (hyi_slots(t->keys[i])[HYI_CELL_KEY] == key) {
+            t->keys[i] = cell;
+            return true;
+        }
+    t->keys[i] = cell;
+    t->count++;
+    return true;
 }
 
 bool hyi_global_set(hy_vm *vm, hyi_oop key, hyi_oop value) {
@@ -695,23 +712,34 @@ static hy_err bootstrap(hy_vm *vm) {
     return HY_OK;
 }
 
-hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
-    if (!cfg || !out) return HY_EINVAL;
+hy_vm *hyi_vm_alloc(const hy_config *cfg) {
     hy_vm *vm = calloc(1, sizeof *vm);
-    if (!vm) return HY_ENOMEM;
+    if (!vm) return NULL;
     vm->config = *cfg;
     vm->config.classpath = NULL;
     vm->config.name = strdup(cfg->name ? cfg->name : "vm");
-    if (!vm->config.name) { free(vm); return HY_ENOMEM; }
+    if (!vm->config.name) { free(vm); return NULL; }
     if (!vm->config.write) vm->config.write = default_write;
     if (!vm->config.stack_slots) vm->config.stack_slots = DEFAULT_STACK_SLOTS;
     vm->start_ns = hyi_now_ns();
+    if (!hyi_trace_vm_init(vm)) { free((char *)vm->config.name); free(vm); return NULL; }
     hyi_heap_config hc = { .limit = cfg->heap_limit, .eden_size = cfg->eden_size, .gc_stress = false };
-    if (!set_classpath(vm, cfg->classpath) || !hyi_threads_init(vm) || !hyi_thread_attach(vm) ||
-        !hyi_heap_init(vm, &hc) || !hyi_interp_init(vm) || !hyi_sched_init(vm)) {
+    if (!set_classpath(vm, cfg->classpath) || !hyi_threads_init(vm) || !hyi_thread_attach(vm)) {
         hy_vm_free(vm);
-        return HY_ENOMEM;
+        return NULL;
     }
+    if (hyi_tracing(vm)) hyi_trace_own_begin(vm, HYI_TRACE_ATTACH, false);
+    if (!hyi_heap_init(vm, &hc) || !hyi_interp_init(vm) || !hyi_sched_init(vm)) {
+        hy_vm_free(vm);
+        return NULL;
+    }
+    return vm;
+}
+
+hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
+    if (!cfg || !out) return HY_EINVAL;
+    hy_vm *vm = hyi_vm_alloc(cfg);
+    if (!vm) return HY_ENOMEM;
     hy_err err = bootstrap(vm);
     if (err != HY_OK) {
         hyi_vm_printf(vm, 2, "hydra: cannot start the VM: %s\n", hy_vm_last_error(vm));
@@ -720,6 +748,7 @@ hy_err hy_vm_new(const hy_config *cfg, hy_vm **out) {
     }
     /* Stress starts after bootstrap: the kernel is old and never moves anyway. */
     vm->heap.stress = cfg->gc_stress;
+    if (hyi_tracing(vm)) hyi_trace_own_end(vm);
     hyi_thread_detach(vm);   /* the thread that runs the VM owns it then */
     *out = vm;
     return HY_OK;
@@ -729,7 +758,9 @@ void hy_vm_free(hy_vm *vm) {
     if (!vm) return;
     hyi_sched_fini(vm);
     if (vm->threads && vm->nil && hyi_thread_attach(vm)) {
+        if (hyi_tracing(vm)) hyi_trace_own_begin(vm, HYI_TRACE_ATTACH, false);
         hyi_ffi_release_all(vm);   /* callbacks the program never freed */
+        if (hyi_tracing(vm)) hyi_trace_own_end(vm);
         hyi_thread_detach(vm);
     }
     hyi_interp_fini(vm);
@@ -740,7 +771,9 @@ void hy_vm_free(hy_vm *vm) {
     for (char **p = vm->classpath; p && *p; p++) free(*p);
     free(vm->classpath);
     free(vm->error_buf);
+    free(vm->image_entry);
     free((char *)vm->config.name);
+    hyi_trace_vm_fini(vm);
     free(vm);
 }
 
@@ -751,7 +784,12 @@ hy_err hy_vm_run_main(hy_vm *vm, const char *class_name, int argc, const char *c
                       int *exit_status) {
     if (!vm || !class_name || !exit_status || argc < 0 || (argc > 0 && !argv)) return HY_EINVAL;
     if (!hyi_thread_attach(vm)) return HY_ENOMEM;
+    if (hyi_tracing(vm)) {
+        hyi_trace_role_set(vm, HYI_TRACE_MAIN);
+        hyi_trace_own_begin(vm, HYI_TRACE_ATTACH, false);
+    }
     hy_err err = run_main(vm, class_name, argc, argv, exit_status);
+    if (hyi_tracing(vm)) hyi_trace_own_end(vm);
     hyi_thread_detach(vm);
     return err;
 }

@@ -121,8 +121,10 @@ struct hy_vm {
     char **classpath;         /* NULL-terminated list of folders */
     char *error_buf;          /* last error message (hy_vm_last_error) */
     bool load_failed;         /* the last class load found a file that did not compile */
+    char *image_entry;        /* entry class of the image the VM was made from ("" = none), or NULL */
 
     uint64_t start_ns;        /* for System ticks */
+    struct hyi_trace_vm *trace_vm; /* this VM's record in config.trace, or NULL (trace.h) */
 };
 
 /* ---- Roots -------------------------------------------------------------------------------- */
@@ -183,6 +185,9 @@ hyi_oop hyi_double_new(hy_vm *vm, double d);
 hyi_oop hyi_global_cell(hy_vm *vm, hyi_oop key);
 hyi_oop hyi_global_get(hy_vm *vm, hyi_oop key);   /* 0 when undefined */
 bool hyi_global_set(hy_vm *vm, hyi_oop key, hyi_oop value);
+/* Enter an existing global cell into the globals table (loading an image). false when out of
+ * memory. */
+bool hyi_global_adopt(hy_vm *vm, hyi_oop cell);
 
 /* Method lookup: the method for selector in cls or its superclasses, or 0. Uses the global
  * method cache. */
@@ -197,6 +202,11 @@ hyi_oop hyi_class_define(hy_vm *vm, hyi_oop name, hyi_oop superclass, hyi_oop in
                          hyi_oop class_fields);
 /* Add (or replace, by selector) a method in cls and set its holder. */
 bool hyi_class_add_method(hy_vm *vm, hyi_oop cls, hyi_oop method);
+
+/* A VM with an empty heap (no bootstrap): config and class path copied, threads, heap,
+ * interpreter and scheduler set up, the calling thread attached. NULL when out of memory.
+ * hy_vm_new bootstraps it from sources, image.c fills it from an image. */
+hy_vm *hyi_vm_alloc(const hy_config *cfg);
 
 /* Find a class by name: the global, or load NAME.som from the class path. 0 if neither. */
 hyi_oop hyi_vm_load_class(hy_vm *vm, hyi_oop name);

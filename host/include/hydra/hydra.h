@@ -63,6 +63,8 @@ typedef struct hy_host_config {
     int colour;              /* colour the prefixes: 1 yes, 0 no, -1 when the stream is a terminal */
     hy_write_fn write;       /* where output goes (whole lines when prefixing); NULL = stdout/stderr */
     void *write_ctx;
+    hy_trace *trace;         /* every VM of the host records into it (hy_vm.h, "Tracing"); not
+                                owned, must outlive the host; NULL = no tracing */
 } hy_host_config;
 
 void hy_host_config_init(hy_host_config *cfg);
