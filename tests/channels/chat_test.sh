@@ -23,7 +23,7 @@ await() {   # file line
 case "$mode" in
 transcript)
     rounds=4
-    "$hydra" run --no-prefix --cp "$classpath" ChatMain --bots 3 --rounds $rounds --port 0 >"$dir/chat.out" 2>&1 \
+    "$hydra" run --no-prefix --cp "$classpath" ChatMain --bots 3 --rounds $rounds --port 0 >"$dir/chat.out" 2>"$dir/chat.err.out" \
         || fail "ChatMain exited with status $?"
     for b in bot1 bot2 bot3; do
         grep -qxF "* $b joined" "$dir/chat.out" || fail "no '* $b joined'"
