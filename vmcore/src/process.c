@@ -28,7 +28,7 @@ enum { SEM_SIGNALS = 0, SEM_FIRST = 1, SEM_LAST = 2 };     /* Semaphore: | signa
 enum { DELAY_MS = 0 };                                    /* Delay: | milliseconds | */
 
 #define MAX_EXTERNAL 256
-#define DEFAULT_WORKERS 4
+#define DEFAULT_WORKERS 16
 
 struct hyi_sched {
     hyi_process *procs;          /* by id; [0] unused */
@@ -729,12 +729,22 @@ void hyi_heartbeat_kick(hy_vm *vm) {
     wake_idle(s);
 }
 
-static void start_worker(hy_vm *vm);
+static bool start_worker(hy_vm *vm);
 
+/* Get a worker to try to take the VM over: an idle one, else a new one while the pool may
+ * grow. With the pool full and every worker busy (inside calls, or on its way back to idle),
+ * the post stays pending and the next worker to come back takes it: a wake-up is never lost.
+ * One pending post is enough, so a stuck VM does not pile them up. */
 static void wake_worker(hy_vm *vm) {
     hyi_sched *s = S(vm);
-    if (atomic_load(&s->idle_workers) > 0) sem_post(&s->worker_sem);
-    else start_worker(vm);
+    if (atomic_load(&s->idle_workers) > 0) {
+        sem_post(&s->worker_sem);
+        return;
+    }
+    if (start_worker(vm)) return;
+    int pending = 0;
+    sem_getvalue(&s->worker_sem, &pending);
+    if (pending <= 0) sem_post(&s->worker_sem);
 }
 
 void hyi_sched_handoff(hy_vm *vm, bool force) {
@@ -754,9 +764,9 @@ static bool heartbeat_needed_when(hy_vm *vm, bool idle) {
     bool blocking;
     bool in_callout = hyi_thread_in_callout(vm, &seq, &blocking);
     bool runnable = atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0;
-    (void)runnable;
-    /* A callout that may run long is watched; one declared blocking has handed the VM off. */
-    if (in_callout) return !blocking;
+    /* A callout that may run long is watched; one declared blocking has handed the VM off,
+     * but is watched too while a process waits to run (the hand-off found every worker busy). */
+    if (in_callout) return !blocking || runnable;
     /* Running: time slicing needs the ticks; a callout that starts kicks the heartbeat awake
      * (hyi_callout_begin). */
     return !idle && vm->config.timeslice && atomic_load_explicit(&s->running, memory_order_relaxed);
@@ -832,7 +842,7 @@ static void *heartbeat_main(void *arg) {
             attention(vm);
         }
         half_beat = false;
-        if (in_callout && !blocking) {
+        if (in_callout && (!blocking || atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0)) {
             /* The same callout seen twice, and work to do: take the VM over. */
             if (seq == last_seq) {
                 if (atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0) {
@@ -1070,17 +1080,19 @@ static void *worker_main(void *arg) {
     }
 }
 
-static void start_worker(hy_vm *vm) {
+static bool start_worker(hy_vm *vm) {
     hyi_sched *s = S(vm);
     pthread_mutex_lock(&s->worker_lock);
     uint32_t n = atomic_load(&s->nworkers);
-    if (n < s->max_workers && !atomic_load(&s->stop_heartbeat) &&
-        pthread_create(&s->workers[n], NULL, worker_main, vm) == 0) {
+    bool started = n < s->max_workers && !atomic_load(&s->stop_heartbeat) &&
+                   pthread_create(&s->workers[n], NULL, worker_main, vm) == 0;
+    if (started) {
         atomic_store(&s->nworkers, n + 1);
         hyi_thread_count_worker(vm);
         sem_post(&s->worker_sem);
     }
     pthread_mutex_unlock(&s->worker_lock);
+    return started;
 }
 
 hyi_run hyi_sched_run_main(hy_vm *vm, hyi_oop receiver, hyi_oop selector, hyi_oop arg) {

@@ -72,7 +72,7 @@ typedef struct hy_config {
     void *write_ctx;
     /* The threaded VM. */
     unsigned heartbeat_hz;   /* heartbeat rate; 0 = default (1000) */
-    unsigned max_workers;    /* worker threads that may take the VM over; 0 = default (4) */
+    unsigned max_workers;    /* worker threads that may take the VM over; 0 = default (16) */
     bool timeslice;          /* preempt processes of equal priority on heartbeat ticks */
     bool takeover_stress;    /* force a takeover at every callout (slow; for testing) */
     /* The host (libhydra-host sets these; NULL for a VM made alone). */
