@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup.sh -- install what Hydra needs, build it, and run the demo.
 #
-#   scripts/setup.sh            install missing Debian packages, build build/ (Release), run the demo
+#   scripts/setup.sh            install missing Debian packages, build build/ (Release), run the
+#                               chat demo (interactive on a terminal, bots only otherwise)
 #   scripts/setup.sh --no-demo  install and build only (what CI uses)
 #
 # Packages already installed are left alone; apt-get runs only when something is missing, through
@@ -53,7 +54,15 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$jobs"
 
 if [ "$demo" -eq 1 ]; then
+    # The chat between VMs: a room, two bots and a console for you, each a VM of this one
+    # process, talking through nng channels. Without a terminal on standard input the bots
+    # talk among themselves for a few rounds instead.
     echo
-    echo "setup: running the demo: build/host/hydra run --cp images/core:demos/hello Hello"
-    build/host/hydra run --cp images/core:demos/hello Hello
+    if [ -t 0 ]; then
+        echo "setup: running the demo: build/host/hydra run --no-prefix build/images/chat.image"
+        exec build/host/hydra run --no-prefix build/images/chat.image
+    else
+        echo "setup: running the demo: build/host/hydra run --no-prefix build/images/chat.image --bots 3 --rounds 3 --port 0"
+        exec build/host/hydra run --no-prefix build/images/chat.image --bots 3 --rounds 3 --port 0
+    fi
 fi
