@@ -118,7 +118,8 @@ hy_err hy_vm_run_main(hy_vm *vm, const char *class_name, int argc, const char *c
 /* Ask a running program to end, from any thread: at its next poll every process is unwound
  * and hy_vm_run_main returns with exit_status. kill: ensure: blocks are skipped and nothing more
  * of the program runs; otherwise (stop) they run as for `System exit:`. A thread inside a
- * foreign call ends its part when the call returns. Lock-free but for waking idle threads. */
+ * foreign call ends its part when the call returns. Lock-free but for waking idle threads.
+ * The request stays: a later hy_vm_run_main on the same VM ends at once. */
 void hy_vm_request_stop(hy_vm *vm, int exit_status, bool kill);
 
 /* The message of the last failure in vm, or "" (owned by vm, valid until the next call). */
