@@ -305,6 +305,8 @@ hy_err hyi_interp_run_main(hy_vm *vm, hyi_oop cls, hyi_oop args, int *exit_statu
     vm->stack.sp = vm->stack.base - 1;
     vm->exiting = false;
     vm->killing = false;
+    /* A stop asked for this run is spent: a later run starts afresh. */
+    atomic_store_explicit(&vm->stop_request, 0, memory_order_relaxed);
     return HY_OK;
 }
 

@@ -45,6 +45,7 @@ struct hyi_sched {
     _Atomic bool done;           /* the program has ended */
     _Atomic bool running;        /* a program runs (the heartbeat may be needed) */
     bool stop_woken;             /* a stop request made the waiting main process runnable */
+    _Atomic bool main_ended;     /* the main process has returned or unwound (any thread) */
     hyi_run main_status;
     hyi_oop fork_tramp;          /* `SEND #value; RETURN_TOP` for a forked block */
     hyi_oop main_tramp;          /* `SEND selector:; RETURN_TOP` for the main process */
@@ -267,6 +268,7 @@ void hyi_sched_fini(hy_vm *vm) {
     hyi_sched *s = S(vm);
     if (!s) return;
     atomic_store(&s->done, true);
+    attention(vm);   /* a process still running elsewhere polls, sees done and ends */
     atomic_store(&s->stop_heartbeat, true);
     wake_idle(s);
     if (s->heartbeat_started) pthread_join(s->heartbeat, NULL);
@@ -451,9 +453,9 @@ hyi_sched_act hyi_sched_poll(hy_vm *vm) {
         s->procs[s->current].stop_sent = true;
         return HYI_SCHED_TERMINATE;
     }
-    /* The program ended while this process was inside a foreign call: it ends too. */
-    if (__builtin_expect(atomic_load_explicit(&s->done, memory_order_relaxed), 0) && s->current &&
-        !s->procs[s->current].main)
+    /* The program ended while this process was inside a foreign call: it ends too (the main
+     * process included, which the program's thread waits for: hyi_sched_run_main). */
+    if (__builtin_expect(atomic_load_explicit(&s->done, memory_order_relaxed), 0) && s->current)
         return HYI_SCHED_TERMINATE;
     bool preempt = serve_events(vm);
     uint32_t cur = s->current;
@@ -931,6 +933,7 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
             vm->exiting = true;
             s->main_status = HYI_RUN_EXIT;
             atomic_store(&s->done, true);
+            attention(vm);   /* a process still running elsewhere polls, sees done and ends */
             wake_idle(s);
             for (uint32_t i = 0; i < atomic_load(&s->nworkers); i++) sem_post(&s->worker_sem);
             if (s->current) {
@@ -976,8 +979,10 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
         default: {
             bool main = p->main;
             if (main || vm->exiting) {
+                if (main) atomic_store(&s->main_ended, true);
                 s->main_status = st == HYI_RUN_OK ? HYI_RUN_OK : HYI_RUN_EXIT;
                 atomic_store(&s->done, true);
+                attention(vm);   /* a process still running elsewhere polls, sees done and ends */
                 save_current(vm);
                 wake_idle(s);
                 for (uint32_t i = 0; i < atomic_load(&s->nworkers); i++) sem_post(&s->worker_sem);
@@ -1118,12 +1123,24 @@ hyi_run hyi_sched_run_main(hy_vm *vm, hyi_oop receiver, hyi_oop selector, hyi_oo
     push_base_frame(vm, &p->stack, s->main_tramp, receiver, &arg);
     s->main = id;
     s->stop_woken = false;
+    atomic_store(&s->main_ended, false);
     atomic_store(&s->done, false);
     s->main_status = HYI_RUN_OK;
     runq_push(s, id, false);
     atomic_store(&s->running, true);
     hyi_heartbeat_kick(vm);
     hyi_run st = run_loop(vm, 0, false);
+    /* The program ended (an exit or a kill elsewhere) while the main process was inside a
+     * foreign call on another thread: that thread unwinds it when the call returns (it polls
+     * and sees done). Wait for that, without the VM, before taking its stack back. */
+    if (!atomic_load(&s->main_ended) && s->procs[id].state == HYI_PS_CALLOUT && s->current != id) {
+        hyi_callout c;
+        hyi_thread_idle_begin(vm, &c);
+        pthread_mutex_lock(&s->idle_lock);
+        while (!atomic_load(&s->main_ended)) pthread_cond_wait(&s->idle_cond, &s->idle_lock);
+        pthread_mutex_unlock(&s->idle_lock);
+        hyi_callout_end(vm, &c);
+    }
     atomic_store(&s->running, false);
     /* Leave the VM's stack empty and no process behind for the next run. */
     save_current(vm);

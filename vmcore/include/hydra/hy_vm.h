@@ -119,7 +119,8 @@ hy_err hy_vm_run_main(hy_vm *vm, const char *class_name, int argc, const char *c
  * and hy_vm_run_main returns with exit_status. kill: ensure: blocks are skipped and nothing more
  * of the program runs; otherwise (stop) they run as for `System exit:`. A thread inside a
  * foreign call ends its part when the call returns. Lock-free but for waking idle threads.
- * The request stays with the VM: a VM asked to stop is not meant to run another program. */
+ * A request made while no program runs applies to the next one; the end of a program clears
+ * it. */
 void hy_vm_request_stop(hy_vm *vm, int exit_status, bool kill);
 
 /* The message of the last failure in vm, or "" (owned by vm, valid until the next call). */
