@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "test_buffer.h"
+
 #include "hydra/hy_vm.h"
 #include "image.h"
 #include "object.h"
@@ -30,37 +32,12 @@
 
 /* ---- Fixture ---------------------------------------------------------------------------------- */
 
-typedef struct buffer {
-    char *data;
-    size_t len, cap;
-} buffer;
-
 typedef struct fixture {
     char dir[64];
     char classpath[4096];
     char image[128];       /* dir/test.image */
     buffer out, err;
 } fixture;
-
-static void buffer_append(buffer *b, const char *bytes, size_t len) {
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + len + 1) cap *= 2;
-        b->data = realloc(b->data, cap);
-        assert_non_null(b->data);
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, bytes, len);
-    b->len += len;
-    b->data[b->len] = 0;
-}
-
-static const char *buffer_text(const buffer *b) { return b->data ? b->data : ""; }
-
-static void buffer_clear(buffer *b) {
-    b->len = 0;
-    if (b->data) b->data[0] = 0;
-}
 
 static void capture(void *ctx, int stream, const char *bytes, size_t len) {
     buffer *pair = ctx;   /* [0] = out, [1] = err */

@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "test_buffer.h"
+
 #include "hydra/hy_vm.h"
 
 #ifndef HYDRA_SOURCE_DIR
@@ -25,31 +27,11 @@
 
 /* ---- Fixture: a temporary class folder and captured output ------------------------------ */
 
-typedef struct buffer {
-    char *data;
-    size_t len, cap;
-} buffer;
-
 typedef struct fixture {
     char dir[64];          /* the temporary class folder */
     char classpath[4096];  /* core:dir */
     buffer out, err;       /* what the VM wrote to its streams 1 and 2 */
 } fixture;
-
-static void buffer_append(buffer *b, const char *bytes, size_t len) {
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + len + 1) cap *= 2;
-        b->data = realloc(b->data, cap);
-        assert_non_null(b->data);
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, bytes, len);
-    b->len += len;
-    b->data[b->len] = 0;
-}
-
-static const char *buffer_text(const buffer *b) { return b->data ? b->data : ""; }
 
 static void capture(void *ctx, int stream, const char *bytes, size_t len) {
     fixture *f = ctx;
