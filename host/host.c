@@ -35,7 +35,7 @@ typedef struct vm_rec {
     hy_vm *vm;               /* NULL before it is made and after its thread freed it */
     hy_vm_state state;
     int exit_status;
-    bool started, thread_done;
+    bool started;
     bool has_thread;         /* thread was created (and is joined by hy_host_free) */
     unsigned parent;         /* the VM that spawned it (VM spawn:), 0 for the embedder's */
     pthread_t thread;
@@ -47,7 +47,7 @@ typedef struct vm_rec {
 struct hy_host {
     hy_host_config cfg;
     pthread_mutex_t lock;
-    pthread_cond_t changed;  /* a VM changed state or its thread ended */
+    pthread_cond_t changed;  /* a VM changed state */
     vm_rec **vms;            /* by id - 1 */
     size_t nvms, cap;
     _Atomic size_t count;    /* nvms, readable without the lock (output prefixing) */
@@ -367,7 +367,6 @@ hy_err hy_host_spawn(hy_host *h, const hy_spawn_config *cfg, unsigned *id, char 
         r->state = HY_VM_FAILED;
         r->exit_status = 1;
         r->started = true;
-        r->thread_done = true;
         pthread_cond_broadcast(&h->changed);
         pthread_mutex_unlock(&h->lock);
         return err;
@@ -412,10 +411,6 @@ static void *vm_thread(void *arg) {
     hy_vm_free(vm);
     flush_partial(r, 1);
     flush_partial(r, 2);
-    pthread_mutex_lock(&h->lock);
-    r->thread_done = true;
-    pthread_cond_broadcast(&h->changed);
-    pthread_mutex_unlock(&h->lock);
     return NULL;
 }
 
@@ -493,7 +488,7 @@ static hy_err end_vm(hy_host *h, unsigned id, bool kill) {
         /* Never started: it ends here. */
         hy_vm *vm = r->vm;
         r->vm = NULL;
-        r->started = r->thread_done = true;
+        r->started = true;
         r->state = kill ? HY_VM_KILLED : HY_VM_FAILED;
         r->exit_status = kill ? HY_EXIT_KILLED : HY_EXIT_STOPPED;
         pthread_cond_broadcast(&h->changed);
