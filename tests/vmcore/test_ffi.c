@@ -461,7 +461,7 @@ static void test_unfreed_callbacks_are_released_with_the_vm(void **state) {
     assert_true(kept && hyi_is_ptr(kept) && hyi_size(kept) == 3);
     for (uint32_t i = 0; i < 3; i++) {
         hyi_oop cb = hyi_slots(kept)[i];
-        assert_true(hyi_ffi_is_a(vm, cb, "ExternalCallback", HYI_CB_FIELDS));
+        assert_true(hyi_ffi_is_a(vm, cb, HYI_FC_CALLBACK, HYI_CB_FIELDS));
         assert_true(hyi_slots(cb)[HYI_CB_HANDLE] == vm->nil);
         assert_true(hyi_slots(cb)[HYI_EA_FREED] == vm->true_);
     }

@@ -26,7 +26,8 @@
 
 /* ---- C types ------------------------------------------------------------------------------ */
 
-typedef struct kind_name { const char *name; int kind; } kind_name;
+typedef struct kind_name { const char *name; uint8_t len; int kind; } kind_name;
+#define KN(name, kind) { name, sizeof name - 1, kind }
 
 #define INT_KIND(bytes, signed_) \
     ((bytes) == 1 ? ((signed_) ? HYI_K_INT8 : HYI_K_UINT8) \
@@ -35,24 +36,23 @@ typedef struct kind_name { const char *name; int kind; } kind_name;
                   : ((signed_) ? HYI_K_INT64 : HYI_K_UINT64))
 
 static const kind_name kind_names[] = {
-    { "void", HYI_K_VOID },
-    { "int8", HYI_K_INT8 }, { "uint8", HYI_K_UINT8 }, { "int16", HYI_K_INT16 }, { "uint16", HYI_K_UINT16 },
-    { "int32", HYI_K_INT32 }, { "uint32", HYI_K_UINT32 }, { "int64", HYI_K_INT64 }, { "uint64", HYI_K_UINT64 },
-    { "float", HYI_K_FLOAT }, { "double", HYI_K_DOUBLE }, { "pointer", HYI_K_POINTER }, { "string", HYI_K_STRING },
+    KN("void", HYI_K_VOID),
+    KN("int8", HYI_K_INT8), KN("uint8", HYI_K_UINT8), KN("int16", HYI_K_INT16), KN("uint16", HYI_K_UINT16),
+    KN("int32", HYI_K_INT32), KN("uint32", HYI_K_UINT32), KN("int64", HYI_K_INT64), KN("uint64", HYI_K_UINT64),
+    KN("float", HYI_K_FLOAT), KN("double", HYI_K_DOUBLE), KN("pointer", HYI_K_POINTER), KN("string", HYI_K_STRING),
     /* C names, sized as this platform's compiler sizes them. */
-    { "char", INT_KIND(sizeof(char), CHAR_MIN < 0) }, { "schar", HYI_K_INT8 }, { "uchar", HYI_K_UINT8 },
-    { "short", INT_KIND(sizeof(short), 1) }, { "ushort", INT_KIND(sizeof(short), 0) },
-    { "int", INT_KIND(sizeof(int), 1) }, { "uint", INT_KIND(sizeof(int), 0) },
-    { "long", INT_KIND(sizeof(long), 1) }, { "ulong", INT_KIND(sizeof(long), 0) },
-    { "longlong", INT_KIND(sizeof(long long), 1) }, { "ulonglong", INT_KIND(sizeof(long long), 0) },
-    { "size_t", INT_KIND(sizeof(size_t), 0) }, { "ssize_t", INT_KIND(sizeof(size_t), 1) },
-    { "intptr_t", INT_KIND(sizeof(intptr_t), 1) }, { "uintptr_t", INT_KIND(sizeof(uintptr_t), 0) },
+    KN("char", INT_KIND(sizeof(char), CHAR_MIN < 0)), KN("schar", HYI_K_INT8), KN("uchar", HYI_K_UINT8),
+    KN("short", INT_KIND(sizeof(short), 1)), KN("ushort", INT_KIND(sizeof(short), 0)),
+    KN("int", INT_KIND(sizeof(int), 1)), KN("uint", INT_KIND(sizeof(int), 0)),
+    KN("long", INT_KIND(sizeof(long), 1)), KN("ulong", INT_KIND(sizeof(long), 0)),
+    KN("longlong", INT_KIND(sizeof(long long), 1)), KN("ulonglong", INT_KIND(sizeof(long long), 0)),
+    KN("size_t", INT_KIND(sizeof(size_t), 0)), KN("ssize_t", INT_KIND(sizeof(size_t), 1)),
+    KN("intptr_t", INT_KIND(sizeof(intptr_t), 1)), KN("uintptr_t", INT_KIND(sizeof(uintptr_t), 0)),
 };
 
 int hyi_ffi_kind_named(const char *name, size_t len) {
     for (size_t i = 0; i < sizeof kind_names / sizeof kind_names[0]; i++)
-        if (strlen(kind_names[i].name) == len && memcmp(kind_names[i].name, name, len) == 0)
-            return kind_names[i].kind;
+        if (kind_names[i].len == len && memcmp(kind_names[i].name, name, len) == 0) return kind_names[i].kind;
     return -1;
 }
 
@@ -95,26 +95,48 @@ static ffi_type *scalar_type(hyi_ffi_kind k) {
 
 static bool is_bytes_obj(hyi_oop o) { return hyi_is_ptr(o) && hyi_fmt(o) == HYI_FMT_BYTES; }
 
+_Static_assert(sizeof ((hy_vm *)0)->ffi_classes / sizeof(hyi_oop) == HYI_FC_COUNT, "hy_vm.ffi_classes has a slot per FFI class");
+
+static const char *const ffi_class_names[HYI_FC_COUNT] = {
+    "ExternalAddress", "ExternalCallback", "ExternalFunction", "ExternalLibrary", "ExternalStructure",
+    "ExternalStructureType",
+};
+
 static bool name_is(hyi_oop cls, const char *name) {
     hyi_oop n = hyi_slots(cls)[HYI_CLASS_NAME];
     size_t len = strlen(name);
     return is_bytes_obj(n) && hyi_size(n) == len && memcmp(hyi_bytes(n), name, len) == 0;
 }
 
-hyi_oop hyi_ffi_superclass_named(hy_vm *vm, hyi_oop cls, const char *name) {
-    for (hyi_oop c = cls; c && hyi_is_ptr(c) && c != vm->nil && hyi_fmt(c) == HYI_FMT_SLOTS && hyi_size(c) >= HYI_CLASS_FIXED;
-         c = hyi_slots(c)[HYI_CLASS_SUPERCLASS])
-        if (name_is(c, name)) return c;
+static bool is_class_shaped(hy_vm *vm, hyi_oop c) {
+    return c && hyi_is_ptr(c) && c != vm->nil && hyi_fmt(c) == HYI_FMT_SLOTS && hyi_size(c) >= HYI_CLASS_FIXED;
+}
+
+/* This runs on every foreign call for each argument, so once the class has been found by its
+ * name it is recognised by identity: one class object per name (loading a class again reuses
+ * its object), kept alive by vm->ffi_classes. */
+hyi_oop hyi_ffi_superclass(hy_vm *vm, hyi_oop cls, hyi_ffi_class k) {
+    hyi_oop known = vm->ffi_classes[k];
+    if (known) {
+        for (hyi_oop c = cls; is_class_shaped(vm, c); c = hyi_slots(c)[HYI_CLASS_SUPERCLASS])
+            if (c == known) return c;
+        return 0;
+    }
+    for (hyi_oop c = cls; is_class_shaped(vm, c); c = hyi_slots(c)[HYI_CLASS_SUPERCLASS])
+        if (name_is(c, ffi_class_names[k])) {
+            vm->ffi_classes[k] = c;
+            return c;
+        }
     return 0;
 }
 
-/* The class named name among o's class and its superclasses, or 0. */
-static hyi_oop class_in_chain(hy_vm *vm, hyi_oop o, const char *name) {
-    return hyi_ffi_superclass_named(vm, hyi_class_of(vm, o), name);
+/* The class k among o's class and its superclasses, or 0. */
+static hyi_oop class_in_chain(hy_vm *vm, hyi_oop o, hyi_ffi_class k) {
+    return hyi_ffi_superclass(vm, hyi_class_of(vm, o), k);
 }
 
-bool hyi_ffi_is_a(hy_vm *vm, hyi_oop o, const char *name, uint32_t nfields) {
-    return hyi_is_ptr(o) && hyi_fmt(o) == HYI_FMT_SLOTS && hyi_size(o) >= nfields && class_in_chain(vm, o, name);
+bool hyi_ffi_is_a(hy_vm *vm, hyi_oop o, hyi_ffi_class k, uint32_t nfields) {
+    return hyi_is_ptr(o) && hyi_fmt(o) == HYI_FMT_SLOTS && hyi_size(o) >= nfields && class_in_chain(vm, o, k);
 }
 
 static bool is_string(hy_vm *vm, hyi_oop o) {
@@ -223,7 +245,7 @@ static bool resolve(builder *b, hyi_oop t, int depth, hyi_ffi_kind *kind, ffi_ty
         *ft = scalar_type(*kind);
         return true;
     }
-    if (hyi_ffi_is_a(vm, t, "ExternalStructureType", HYI_ST_FIELDS)) {
+    if (hyi_ffi_is_a(vm, t, HYI_FC_STRUCTURE_TYPE, HYI_ST_FIELDS)) {
         *kind = HYI_K_STRUCT;
         return resolve_struct(b, hyi_slots(t)[HYI_ST_TYPES], depth, ft);
     }
@@ -409,11 +431,11 @@ static bool float_to_c(hy_vm *vm, hyi_oop v, double *out, char *why, size_t n) {
 }
 
 bool hyi_ffi_address(hy_vm *vm, hyi_oop ea, void **p, size_t *size, char *why, size_t n) {
-    if (!hyi_ffi_is_a(vm, ea, "ExternalAddress", HYI_EA_FIELDS)) return expected(vm, why, n, "an ExternalAddress", ea);
+    if (!hyi_ffi_is_a(vm, ea, HYI_FC_ADDRESS, HYI_EA_FIELDS)) return expected(vm, why, n, "an ExternalAddress", ea);
     hyi_oop *f = hyi_slots(ea);
     if (f[HYI_EA_FREED] == vm->true_) return why_msg(why, n, "the ExternalAddress was freed");
     hyi_oop base = f[HYI_EA_BASE];
-    if (base != vm->nil && hyi_ffi_is_a(vm, base, "ExternalAddress", HYI_EA_FIELDS) &&
+    if (base != vm->nil && hyi_ffi_is_a(vm, base, HYI_FC_ADDRESS, HYI_EA_FIELDS) &&
         hyi_slots(base)[HYI_EA_FREED] == vm->true_)
         return why_msg(why, n, "the memory this ExternalAddress points into was freed");
     hyi_oop a = f[HYI_EA_ADDRESS];
@@ -434,7 +456,9 @@ bool hyi_ffi_address(hy_vm *vm, hyi_oop ea, void **p, size_t *size, char *why, s
 hyi_oop hyi_ffi_pin_target(hy_vm *vm, hyi_ffi_kind k, hyi_oop v) {
     if (k != HYI_K_POINTER && k != HYI_K_STRING) return 0;
     if (is_bytes_obj(v) && (is_bytearray(vm, v) || is_string(vm, v))) return v;
-    if (k == HYI_K_POINTER && hyi_ffi_is_a(vm, v, "ExternalStructure", HYI_ES_FIELDS)) {
+    /* An ExternalAddress (the common case, recognised at once) points outside the heap. */
+    if (k == HYI_K_POINTER && !hyi_ffi_is_a(vm, v, HYI_FC_ADDRESS, HYI_EA_FIELDS) &&
+        hyi_ffi_is_a(vm, v, HYI_FC_STRUCTURE, HYI_ES_FIELDS)) {
         hyi_oop d = hyi_slots(v)[HYI_ES_DATA];
         if (is_bytearray(vm, d)) return d;
     }
@@ -451,8 +475,8 @@ static bool heap_body(hyi_oop o, void **p, char *why, size_t n) {
 /* Same layout: the same type object, or member type Arrays that are element-wise the same. */
 static bool same_struct_type(hy_vm *vm, hyi_oop a, hyi_oop b, int depth) {
     if (a == b) return true;
-    if (depth > MAX_STRUCT_DEPTH || !hyi_ffi_is_a(vm, a, "ExternalStructureType", HYI_ST_FIELDS) ||
-        !hyi_ffi_is_a(vm, b, "ExternalStructureType", HYI_ST_FIELDS))
+    if (depth > MAX_STRUCT_DEPTH || !hyi_ffi_is_a(vm, a, HYI_FC_STRUCTURE_TYPE, HYI_ST_FIELDS) ||
+        !hyi_ffi_is_a(vm, b, HYI_FC_STRUCTURE_TYPE, HYI_ST_FIELDS))
         return false;
     hyi_oop ta = hyi_slots(a)[HYI_ST_TYPES], tb = hyi_slots(b)[HYI_ST_TYPES];
     if (!hyi_is_ptr(ta) || !hyi_is_ptr(tb) || hyi_o(ta)->cls != vm->cls.array || hyi_o(tb)->cls != vm->cls.array ||
@@ -500,7 +524,7 @@ bool hyi_ffi_to_c(hy_vm *vm, hyi_ffi_kind k, uint32_t size, hyi_oop decl, hyi_oo
         size_t sz;
         if (v == vm->nil) {
             p = NULL;
-        } else if (hyi_ffi_is_a(vm, v, "ExternalAddress", HYI_EA_FIELDS)) {
+        } else if (hyi_ffi_is_a(vm, v, HYI_FC_ADDRESS, HYI_EA_FIELDS)) {
             if (!hyi_ffi_address(vm, v, &p, &sz, why, n)) return false;
         } else if (k == HYI_K_STRING && is_string(vm, v)) {
             if (!heap_bytes) return why_msg(why, n, "a String cannot be handed to C here (it would not outlive this call): use an ExternalAddress");
@@ -513,9 +537,9 @@ bool hyi_ffi_to_c(hy_vm *vm, hyi_ffi_kind k, uint32_t size, hyi_oop decl, hyi_oo
             if (!heap_bytes) return why_msg(why, n, "a %s cannot be handed to C here (it would not outlive this call): use an ExternalAddress",
                                             is_string(vm, v) ? "String" : "ByteArray");
             if (!heap_body(v, &p, why, n)) return false;
-        } else if (k == HYI_K_POINTER && hyi_ffi_is_a(vm, v, "ExternalStructure", HYI_ES_FIELDS)) {
+        } else if (k == HYI_K_POINTER && hyi_ffi_is_a(vm, v, HYI_FC_STRUCTURE, HYI_ES_FIELDS)) {
             hyi_oop d = hyi_slots(v)[HYI_ES_DATA];
-            if (hyi_ffi_is_a(vm, d, "ExternalAddress", HYI_EA_FIELDS)) {
+            if (hyi_ffi_is_a(vm, d, HYI_FC_ADDRESS, HYI_EA_FIELDS)) {
                 if (!hyi_ffi_address(vm, d, &p, &sz, why, n)) return false;
             } else if (is_bytearray(vm, d)) {
                 if (!heap_bytes) return why_msg(why, n, "an ExternalStructure on a ByteArray cannot be handed to C here: use one on an ExternalAddress");
@@ -532,7 +556,7 @@ bool hyi_ffi_to_c(hy_vm *vm, hyi_ffi_kind k, uint32_t size, hyi_oop decl, hyi_oo
         return true;
     }
     case HYI_K_STRUCT: {
-        if (!hyi_ffi_is_a(vm, v, "ExternalStructure", HYI_ES_FIELDS)) return expected(vm, why, n, "an ExternalStructure", v);
+        if (!hyi_ffi_is_a(vm, v, HYI_FC_STRUCTURE, HYI_ES_FIELDS)) return expected(vm, why, n, "an ExternalStructure", v);
         if (!same_struct_type(vm, hyi_slots(v)[HYI_ES_TYPE], decl, 0))
             return why_msg(why, n, "expected an ExternalStructure of the declared structure type, got one of another type");
         hyi_oop d = hyi_slots(v)[HYI_ES_DATA];
@@ -572,7 +596,7 @@ hyi_oop hyi_ffi_new_address(hy_vm *vm, hyi_oop addr_cls, void *p, size_t size, h
     if (a && s) o = hyi_instantiate(vm, addr_cls, 0);
     vm->num_temp_roots = roots;
     if (!o) return 0;
-    if (!hyi_ffi_is_a(vm, o, "ExternalAddress", HYI_EA_FIELDS)) return 0;
+    if (!hyi_ffi_is_a(vm, o, HYI_FC_ADDRESS, HYI_EA_FIELDS)) return 0;
     hyi_store(vm, o, HYI_EA_ADDRESS, a);
     hyi_store(vm, o, HYI_EA_SIZE, s);
     hyi_store(vm, o, HYI_EA_BASE, base == o ? o : base);
@@ -581,7 +605,7 @@ hyi_oop hyi_ffi_new_address(hy_vm *vm, hyi_oop addr_cls, void *p, size_t size, h
 }
 
 static hyi_oop new_struct(hy_vm *vm, const void *src, hyi_oop decl) {
-    if (!hyi_ffi_is_a(vm, decl, "ExternalStructureType", HYI_ST_FIELDS)) return 0;
+    if (!hyi_ffi_is_a(vm, decl, HYI_FC_STRUCTURE_TYPE, HYI_ST_FIELDS)) return 0;
     hyi_oop sz = hyi_slots(decl)[HYI_ST_SIZE];
     if (!hyi_is_smi(sz) || hyi_smi_val(sz) <= 0 || hyi_smi_val(sz) > INT32_MAX) return 0;
     uint32_t size = (uint32_t)hyi_smi_val(sz);
@@ -597,7 +621,7 @@ static hyi_oop new_struct(hy_vm *vm, const void *src, hyi_oop decl) {
             o = hyi_instantiate(vm, cls, 0);
     }
     vm->num_temp_roots = roots;
-    if (!o || !hyi_ffi_is_a(vm, o, "ExternalStructure", HYI_ES_FIELDS)) return 0;
+    if (!o || !hyi_ffi_is_a(vm, o, HYI_FC_STRUCTURE, HYI_ES_FIELDS)) return 0;
     hyi_store(vm, o, HYI_ES_TYPE, decl);
     hyi_store(vm, o, HYI_ES_DATA, data);
     return o;
@@ -767,7 +791,7 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
             /* A malformed return type or address class, or no memory: say which. */
             hyi_oop t = hyi_slots(*fnp)[HYI_EF_RETURN];
             name = fn_name(vm, *fnp, &nlen);
-            if (rk == HYI_K_STRUCT && !hyi_ffi_is_a(vm, t, "ExternalStructureType", HYI_ST_FIELDS))
+            if (rk == HYI_K_STRUCT && !hyi_ffi_is_a(vm, t, HYI_FC_STRUCTURE_TYPE, HYI_ST_FIELDS))
                 return hyi_prim_fail(vm, "%.*s: the return type is not an ExternalStructureType", nlen, name);
         }
         return HYI_PRIM_OOM;
@@ -812,7 +836,7 @@ static hyi_oop cb_lookup(hy_vm *vm, cb_data *d) {
     hyi_oop reg = hyi_slots(cls)[d->registry_slot];
     if (!hyi_is_ptr(reg) || hyi_o(reg)->cls != vm->cls.array || d->index < 1 || d->index > hyi_size(reg)) return 0;
     hyi_oop cb = hyi_slots(reg)[d->index - 1];
-    return hyi_ffi_is_a(vm, cb, "ExternalCallback", HYI_CB_FIELDS) ? cb : 0;
+    return hyi_ffi_is_a(vm, cb, HYI_FC_CALLBACK, HYI_CB_FIELDS) ? cb : 0;
 }
 
 static void cb_record_error(hy_vm *vm, hyi_oop *cb, const char *msg) {
@@ -850,7 +874,7 @@ static void cb_handler(ffi_cif *cif, void *ret, void **cargs, void *user) {
         hyi_oop decls = hyi_slots(cb)[HYI_CB_ARGS];
         hyi_oop decl = k == HYI_K_STRUCT && hyi_is_ptr(decls) && hyi_o(decls)->cls == vm->cls.array && i < hyi_size(decls)
                            ? hyi_slots(decls)[i] : vm->nil;
-        v = hyi_ffi_from_c(vm, k, cargs[i], class_in_chain(vm, cb, "ExternalAddress"), decl);
+        v = hyi_ffi_from_c(vm, k, cargs[i], class_in_chain(vm, cb, HYI_FC_ADDRESS), decl);
         if (!v) { cb_record_error(vm, &cb, "out of memory converting the arguments"); goto out; }
         hyi_store(vm, arr, i, v);
     }
@@ -892,7 +916,7 @@ out:
 
 hyi_prim_status hyi_ffi_callback_new(hy_vm *vm, hyi_oop *cbp) {
     hyi_oop cb = *cbp;
-    if (!hyi_ffi_is_a(vm, cb, "ExternalCallback", HYI_CB_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalCallback");
+    if (!hyi_ffi_is_a(vm, cb, HYI_FC_CALLBACK, HYI_CB_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalCallback");
     if (cb_handle_of(hyi_slots(cb)[HYI_CB_HANDLE])) return hyi_prim_fail(vm, "the callback already has a closure");
     hyi_oop blk = hyi_slots(cb)[HYI_CB_BLOCK];
     if (!hyi_is_ptr(blk) || !hyi_is_kind(vm, blk, vm->cls.block) || hyi_fmt(blk) != HYI_FMT_SLOTS ||
@@ -902,7 +926,7 @@ hyi_prim_status hyi_ffi_callback_new(hy_vm *vm, hyi_oop *cbp) {
     if (!hyi_is_smi(idx) || hyi_smi_val(idx) < 1 || hyi_smi_val(idx) > INT32_MAX)
         return hyi_prim_fail(vm, "the callback is not registered");
     /* Where the registry lives: the class-side field `registry` of ExternalCallback. */
-    hyi_oop cls = class_in_chain(vm, cb, "ExternalCallback");
+    hyi_oop cls = class_in_chain(vm, cb, HYI_FC_CALLBACK);
     hyi_oop meta = cls ? hyi_o(cls)->cls : 0;
     hyi_oop names = meta && hyi_size(meta) > HYI_CLASS_FIELDS ? hyi_slots(meta)[HYI_CLASS_FIELDS] : 0;
     uint32_t slot = 0;
@@ -971,7 +995,7 @@ hyi_prim_status hyi_ffi_callback_new(hy_vm *vm, hyi_oop *cbp) {
 }
 
 void hyi_ffi_callback_free(hy_vm *vm, hyi_oop cb) {
-    if (!cb || !hyi_ffi_is_a(vm, cb, "ExternalCallback", HYI_CB_FIELDS)) return;
+    if (!cb || !hyi_ffi_is_a(vm, cb, HYI_FC_CALLBACK, HYI_CB_FIELDS)) return;
     cb_handle *ch = cb_handle_of(hyi_slots(cb)[HYI_CB_HANDLE]);
     if (ch && ch->data) {
         ffi_closure_free(ch->data->closure);

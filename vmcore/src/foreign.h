@@ -58,10 +58,17 @@ enum { HYI_ST_TYPES = 0, HYI_ST_NAMES = 1, HYI_ST_OFFSETS = 2, HYI_ST_SIZE = 3, 
        HYI_ST_CLASS = 5, HYI_ST_FIELDS = 6 };                            /* ExternalStructureType */
 enum { HYI_ES_TYPE = 0, HYI_ES_DATA = 1, HYI_ES_FIELDS = 2 };            /* ExternalStructure */
 
-/* The class named name among cls and its superclasses, or 0. */
-hyi_oop hyi_ffi_superclass_named(hy_vm *vm, hyi_oop cls, const char *name);
-/* o is an instance of the class named name or of a subclass, with at least nfields slots. */
-bool hyi_ffi_is_a(hy_vm *vm, hyi_oop o, const char *name, uint32_t nfields);
+/* The FFI's classes, which the primitives recognise (by name the first time, then by identity:
+ * a class that is loaded again keeps its object). The order is that of hyi_ffi_class_names. */
+typedef enum hyi_ffi_class {
+    HYI_FC_ADDRESS, HYI_FC_CALLBACK, HYI_FC_FUNCTION, HYI_FC_LIBRARY, HYI_FC_STRUCTURE, HYI_FC_STRUCTURE_TYPE,
+    HYI_FC_COUNT
+} hyi_ffi_class;
+
+/* The class k among cls and its superclasses, or 0. */
+hyi_oop hyi_ffi_superclass(hy_vm *vm, hyi_oop cls, hyi_ffi_class k);
+/* o is an instance of the class k or of a subclass, with at least nfields slots. */
+bool hyi_ffi_is_a(hy_vm *vm, hyi_oop o, hyi_ffi_class k, uint32_t nfields);
 /* "nil", "true", "the Integer 300", "a String", "an ExternalAddress": for error messages.
  * Writes into buf (n bytes) and returns it. */
 const char *hyi_ffi_describe(hy_vm *vm, hyi_oop o, char *buf, size_t n);

@@ -688,7 +688,7 @@ static void full_gc(hy_vm *vm) {
     h->stats.bytes_freed_old += sweep(os);
     each_survivor(h, unmark, vm, NULL);
     if (h->surv_from_top > h->surv_from_lo) os->rs_overflow = true;
-    hyi_flush_method_cache(vm);
+    hyi_clear_method_cache(vm);   /* its classes are weak references */
 
     size_t trigger = os->in_use * 2;
     os->full_trigger = trigger > HEAP_MIN_FULL_TRIGGER ? trigger : HEAP_MIN_FULL_TRIGGER;

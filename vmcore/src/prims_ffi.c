@@ -136,7 +136,7 @@ static void *open_library(const char *name, char *err, size_t n) {
 /* ExternalLibrary>>primOpen: aStringOrNil -- nil opens the process's own symbols. */
 static hyi_prim_status el_open(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
-    if (!hyi_ffi_is_a(vm, args[0], "ExternalLibrary", HYI_EL_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalLibrary");
+    if (!hyi_ffi_is_a(vm, args[0], HYI_FC_LIBRARY, HYI_EL_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalLibrary");
     if (lib_of(hyi_slots(args[0])[HYI_EL_HANDLE])) return hyi_prim_fail(vm, "the library is open already");
     char name[1024], err[512];
     void *dl;
@@ -165,7 +165,7 @@ static hyi_prim_status el_open(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop
 /* ExternalLibrary>>primLookup: aString addressClass: ExternalAddress */
 static hyi_prim_status el_lookup(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
-    if (!hyi_ffi_is_a(vm, args[0], "ExternalLibrary", HYI_EL_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalLibrary");
+    if (!hyi_ffi_is_a(vm, args[0], HYI_FC_LIBRARY, HYI_EL_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalLibrary");
     lib_handle *l = lib_of(hyi_slots(args[0])[HYI_EL_HANDLE]);
     if (!l) return hyi_prim_fail(vm, "the library is not open");
     char sym[512], d[128];
@@ -181,7 +181,7 @@ static hyi_prim_status el_lookup(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_o
                              named ? (int)(hyi_size(ln) > 200 ? 200 : hyi_size(ln)) : 0,
                              named ? (const char *)hyi_bytes(ln) : "", named ? "'" : "", e);
     }
-    hyi_oop cls = hyi_ffi_superclass_named(vm, args[2], "ExternalAddress");
+    hyi_oop cls = hyi_ffi_superclass(vm, args[2], HYI_FC_ADDRESS);
     if (!cls) return hyi_prim_fail(vm, "primLookup:addressClass: needs the class ExternalAddress");
     hyi_oop r = hyi_ffi_new_address(vm, cls, p, SIZE_MAX, vm->nil);
     if (!r) return HYI_PRIM_OOM;
@@ -204,7 +204,7 @@ static const char *ef_name(hy_vm *vm, hyi_oop fn, int *len) {
 /* ExternalFunction>>primPrepare -- build the signature (cif) from the fields once. */
 static hyi_prim_status ef_prepare(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
-    if (!hyi_ffi_is_a(vm, args[0], "ExternalFunction", HYI_EF_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalFunction");
+    if (!hyi_ffi_is_a(vm, args[0], HYI_FC_FUNCTION, HYI_EF_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalFunction");
     int nlen;
     const char *name = ef_name(vm, args[0], &nlen);
     void *p;
@@ -239,7 +239,7 @@ static hyi_prim_status ef_prepare(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_
 /* ExternalFunction>>primBlocking: aBoolean */
 static hyi_prim_status ef_blocking(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
-    if (!hyi_ffi_is_a(vm, args[0], "ExternalFunction", HYI_EF_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalFunction");
+    if (!hyi_ffi_is_a(vm, args[0], HYI_FC_FUNCTION, HYI_EF_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalFunction");
     hyi_ffi_sig *s = hyi_ffi_sig_of_handle(hyi_slots(args[0])[HYI_EF_HANDLE]);
     if (!s) return hyi_prim_fail(vm, "the function was not prepared");
     if (args[1] != vm->true_ && args[1] != vm->false_) return hyi_prim_fail(vm, "primBlocking: needs a Boolean");
@@ -252,7 +252,7 @@ static hyi_prim_status ef_blocking(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi
 /* ExternalFunction>>primUnthreaded: aBoolean -- calls keep the VM (no callout protocol) */
 static hyi_prim_status ef_unthreaded(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
-    if (!hyi_ffi_is_a(vm, args[0], "ExternalFunction", HYI_EF_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalFunction");
+    if (!hyi_ffi_is_a(vm, args[0], HYI_FC_FUNCTION, HYI_EF_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalFunction");
     hyi_ffi_sig *s = hyi_ffi_sig_of_handle(hyi_slots(args[0])[HYI_EF_HANDLE]);
     if (!s) return hyi_prim_fail(vm, "the function was not prepared");
     if (args[1] != vm->true_ && args[1] != vm->false_) return hyi_prim_fail(vm, "primUnthreaded: needs a Boolean");
@@ -299,7 +299,7 @@ static bool locate(hy_vm *vm, hyi_oop target, hyi_oop off, size_t width, bool wr
     }
     size_t o = (size_t)hyi_smi_val(off), size;
     uint8_t *base;
-    if (hyi_ffi_is_a(vm, target, "ExternalAddress", HYI_EA_FIELDS)) {
+    if (hyi_ffi_is_a(vm, target, HYI_FC_ADDRESS, HYI_EA_FIELDS)) {
         void *a;
         if (!hyi_ffi_address(vm, target, &a, &size, why, n)) return false;
         if (!a) { snprintf(why, n, "the ExternalAddress is NULL"); return false; }
@@ -329,7 +329,7 @@ static hyi_prim_status read_string(hy_vm *vm, hyi_oop *target, hyi_oop off, hyi_
     /* The bytes available: the known size from the offset on, or unbounded. */
     size_t avail = SIZE_MAX, size;
     void *a;
-    if (hyi_ffi_is_a(vm, *target, "ExternalAddress", HYI_EA_FIELDS)) {
+    if (hyi_ffi_is_a(vm, *target, HYI_FC_ADDRESS, HYI_EA_FIELDS)) {
         hyi_ffi_address(vm, *target, &a, &size, why, sizeof why);
         if (size != SIZE_MAX) avail = size - (size_t)hyi_smi_val(off);
     } else {
@@ -385,7 +385,7 @@ static hyi_prim_status mem_write(hy_vm *vm, hyi_oop target, hyi_oop off, hyi_ffi
 #define EA_READER(name, kind) \
     static hyi_prim_status ea_read_##name(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) { \
         (void)nargs; \
-        return mem_read(vm, &args[0], args[1], kind, hyi_ffi_superclass_named(vm, hyi_class_of(vm, args[0]), "ExternalAddress"), result); \
+        return mem_read(vm, &args[0], args[1], kind, hyi_ffi_superclass(vm, hyi_class_of(vm, args[0]), HYI_FC_ADDRESS), result); \
     } \
     static hyi_prim_status ea_write_##name(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) { \
         (void)nargs; \
@@ -413,8 +413,11 @@ static hyi_prim_status ea_write_string(hy_vm *vm, hyi_oop *args, uint32_t nargs,
     return HYI_PRIM_OK;
 }
 
-/* The kind named by a type Symbol for the generic accessors, or -1 with a message. */
+/* The kind named by a type Symbol for the generic accessors, or -1 with a message. Symbols
+ * are interned and live as long as the VM: the last few are remembered by identity. */
 static int accessor_kind(hy_vm *vm, hyi_oop type) {
+    uint32_t slot = (uint32_t)(type >> 4) % HYI_FFI_KIND_CACHE;
+    if (vm->ffi_kind_syms[slot] == type && type) return vm->ffi_kind_of[slot];
     char d[128];
     if (!is_string_obj(vm, type)) {
         hyi_prim_fail(vm, "a member type must be a Symbol such as #int32, got %s", hyi_ffi_describe(vm, type, d, sizeof d));
@@ -425,6 +428,10 @@ static int accessor_kind(hy_vm *vm, hyi_oop type) {
         hyi_prim_fail(vm, "unknown C type #%.*s", (int)(hyi_size(type) > 60 ? 60 : hyi_size(type)), (const char *)hyi_bytes(type));
         return -1;
     }
+    if (hyi_o(type)->cls == vm->cls.symbol) {
+        vm->ffi_kind_syms[slot] = type;
+        vm->ffi_kind_of[slot] = (uint8_t)k;
+    }
     return k;
 }
 
@@ -433,7 +440,7 @@ static hyi_prim_status ea_class_read(hy_vm *vm, hyi_oop *args, uint32_t nargs, h
     (void)nargs;
     int k = accessor_kind(vm, args[1]);
     if (k < 0) return HYI_PRIM_FAIL;
-    hyi_oop cls = hyi_ffi_superclass_named(vm, args[0], "ExternalAddress");
+    hyi_oop cls = hyi_ffi_superclass(vm, args[0], HYI_FC_ADDRESS);
     if (!cls) return hyi_prim_fail(vm, "read:from:at: must be sent to ExternalAddress");
     return mem_read(vm, &args[2], args[3], (hyi_ffi_kind)k, cls, result);
 }
@@ -469,7 +476,7 @@ static hyi_prim_status ea_allocate(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi
     char d[128];
     if (!hyi_is_smi(args[1]) || hyi_smi_val(args[1]) <= 0 || hyi_smi_val(args[1]) > ((intptr_t)1 << 40))
         return hyi_prim_fail(vm, "allocate: needs a positive Integer size, got %s", hyi_ffi_describe(vm, args[1], d, sizeof d));
-    hyi_oop cls = hyi_ffi_superclass_named(vm, args[0], "ExternalAddress");
+    hyi_oop cls = hyi_ffi_superclass(vm, args[0], HYI_FC_ADDRESS);
     if (!cls) return hyi_prim_fail(vm, "allocate: must be sent to ExternalAddress");
     size_t size = (size_t)hyi_smi_val(args[1]);
     void *p = calloc(1, size);
@@ -485,7 +492,7 @@ static hyi_prim_status ea_allocate(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi
 static hyi_prim_status ea_free(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
     hyi_oop ea = args[0];
-    if (!hyi_ffi_is_a(vm, ea, "ExternalAddress", HYI_EA_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalAddress");
+    if (!hyi_ffi_is_a(vm, ea, HYI_FC_ADDRESS, HYI_EA_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalAddress");
     if (hyi_slots(ea)[HYI_EA_FREED] == vm->true_) return hyi_prim_fail(vm, "free: the memory was freed already");
     if (hyi_slots(ea)[HYI_EA_BASE] != ea)
         return hyi_prim_fail(vm, "free: only the ExternalAddress that allocate: answered can be freed");
@@ -504,7 +511,7 @@ static hyi_prim_status ea_free(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop
 /* ExternalStructureType>>primLayout -- { size. alignment. offsets (an Array, 0-based bytes) } */
 static hyi_prim_status st_layout(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
-    if (!hyi_ffi_is_a(vm, args[0], "ExternalStructureType", HYI_ST_FIELDS))
+    if (!hyi_ffi_is_a(vm, args[0], HYI_FC_STRUCTURE_TYPE, HYI_ST_FIELDS))
         return hyi_prim_fail(vm, "the receiver is not an ExternalStructureType");
     hyi_oop members = hyi_slots(args[0])[HYI_ST_TYPES];
     if (!hyi_is_ptr(members) || hyi_o(members)->cls != vm->cls.array || hyi_size(members) == 0)
@@ -540,7 +547,7 @@ static hyi_prim_status cb_prepare(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_
 
 static hyi_prim_status cb_free(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
-    if (!hyi_ffi_is_a(vm, args[0], "ExternalCallback", HYI_CB_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalCallback");
+    if (!hyi_ffi_is_a(vm, args[0], HYI_FC_CALLBACK, HYI_CB_FIELDS)) return hyi_prim_fail(vm, "the receiver is not an ExternalCallback");
     hyi_ffi_callback_free(vm, args[0]);
     *result = args[0];
     return HYI_PRIM_OK;

@@ -278,7 +278,16 @@ bool hyi_global_set(hy_vm *vm, hyi_oop key, hyi_oop value) {
 
 /* ---- Method lookup ---------------------------------------------------------------------- */
 
-void hyi_flush_method_cache(hy_vm *vm) { memset(vm->mcache, 0, sizeof vm->mcache); }
+void hyi_clear_method_cache(hy_vm *vm) {
+    memset(vm->mcache, 0, sizeof vm->mcache);
+    vm->mcache_filled = false;
+}
+
+/* Loading a class adds methods one by one, mostly before anything ran: a cache nothing has
+ * filled since it was last cleared is left as it is. */
+void hyi_flush_method_cache(hy_vm *vm) {
+    if (vm->mcache_filled) hyi_clear_method_cache(vm);
+}
 
 static hyi_oop lookup_slow(hy_vm *vm, hyi_oop cls, hyi_oop selector) {
     for (hyi_oop c = cls; c && c != vm->nil; c = hyi_slots(c)[HYI_CLASS_SUPERCLASS]) {
@@ -302,6 +311,7 @@ hyi_oop hyi_lookup(hy_vm *vm, hyi_oop cls, hyi_oop selector) {
         e->cls = cls;
         e->selector = selector;
         e->method = m;
+        vm->mcache_filled = true;
     }
     return m;
 }
@@ -547,6 +557,10 @@ void hyi_vm_visit_roots(hy_vm *vm, void (*visit)(hy_vm *vm, hyi_oop *slot, void 
     visit(vm, &vm->undefined, arg);
     visit(vm, &vm->special, arg);
     if (vm->program_args) visit(vm, &vm->program_args, arg);
+    for (size_t i = 0; i < sizeof vm->ffi_classes / sizeof vm->ffi_classes[0]; i++)
+        if (vm->ffi_classes[i]) visit(vm, &vm->ffi_classes[i], arg);
+    for (size_t i = 0; i < HYI_FFI_KIND_CACHE; i++)
+        if (vm->ffi_kind_syms[i]) visit(vm, &vm->ffi_kind_syms[i], arg);
     hyi_oop *c = (hyi_oop *)&vm->cls;
     for (size_t i = 0; i < HYI_NUM_CLASSES; i++) if (c[i]) visit(vm, &c[i], arg);
     hyi_oop *s = (hyi_oop *)&vm->sym;

@@ -86,6 +86,10 @@ struct hy_vm {
     hyi_classes cls;
     hyi_symbols sym;
     hyi_oop special;          /* Array reserved for later modules (processes, FFI) */
+    hyi_oop ffi_classes[6];   /* the FFI's classes once found (foreign.c, hyi_ffi_class), else 0 */
+#define HYI_FFI_KIND_CACHE 8
+    hyi_oop ffi_kind_syms[HYI_FFI_KIND_CACHE]; /* type Symbols lately read by the FFI accessors */
+    uint8_t ffi_kind_of[HYI_FFI_KIND_CACHE];   /* and their kinds (prims_ffi.c) */
     struct hyi_threads *threads; /* ownership, callouts (thread.c) */
     struct hyi_sched *sched;  /* processes, scheduler, workers, heartbeat (process.c) */
     uint32_t current_process; /* the installed process (process.c keeps it), 0 = none */
@@ -95,6 +99,7 @@ struct hy_vm {
     hyi_table symbols;        /* interned Symbols (old space) */
     hyi_table globals;        /* global cells keyed by their key symbol */
     hyi_mcache_entry mcache[HYI_MCACHE_SIZE];
+    bool mcache_filled;       /* an entry was filled since the last flush */
 
     hyi_oop *temp_roots[HYI_MAX_TEMP_ROOTS];
     uint32_t num_temp_roots;
@@ -192,7 +197,8 @@ bool hyi_global_adopt(hy_vm *vm, hyi_oop cell);
 /* Method lookup: the method for selector in cls or its superclasses, or 0. Uses the global
  * method cache. */
 hyi_oop hyi_lookup(hy_vm *vm, hyi_oop cls, hyi_oop selector);
-void hyi_flush_method_cache(hy_vm *vm);
+void hyi_flush_method_cache(hy_vm *vm);   /* methods changed (nothing to do if it is empty) */
+void hyi_clear_method_cache(hy_vm *vm);   /* always: a full GC drops its weak class references */
 
 /* Create a class (and its metaclass) named name under superclass (nil for a root class).
  * inst_fields/class_fields are Arrays of the Symbols this class declares (inherited ones are
