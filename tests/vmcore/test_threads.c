@@ -174,6 +174,34 @@ static void *signal_later(void *arg) {
     return NULL;
 }
 
+/* Run class `name` (in dir) on a new VM while a C thread signals its external semaphore 1
+ * `signals` times, 20 ms apart; the program's exit status, and the VM's counters in *ts. */
+static int run_signalled(const char *dir, const char *name, int signals, hy_thread_stats *ts) {
+    job j;
+    memset(&j, 0, sizeof j);
+    snprintf(j.classpath, sizeof j.classpath, "%s/images/core:%s", HYDRA_SOURCE_DIR, dir);
+    hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.classpath = j.classpath;
+    cfg.write = capture;
+    cfg.write_ctx = &j;
+    hy_vm *vm = NULL;
+    assert_int_equal(hy_vm_new(&cfg, &vm), HY_OK);
+    signaller sg = { vm, signals };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, signal_later, &sg), 0);
+    int status = -1;
+    assert_int_equal(hy_vm_run_main(vm, name, 0, NULL, &status), HY_OK);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(hy_vm_thread_stats(vm, ts), HY_OK);
+    assert_int_equal(hy_vm_thread_stats(NULL, ts + 1), HY_EINVAL);
+    hy_vm_free(vm);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+    return status;
+}
+
 static void test_c_thread_signals_an_external_semaphore(void **state) {
     (void)state;
     char dir[] = "/tmp/hydra-test-extsem-XXXXXX";
@@ -191,35 +219,39 @@ static void test_c_thread_signals_an_external_semaphore(void **state) {
                 "    stop := true. done wait.\n"
                 "    system exit: 3 + n )\n"
                 ")\n");
-    job j;
-    memset(&j, 0, sizeof j);
-    snprintf(j.classpath, sizeof j.classpath, "%s/images/core:%s", HYDRA_SOURCE_DIR, dir);
-    hy_config cfg;
-    hy_config_init(&cfg);
-    cfg.classpath = j.classpath;
-    cfg.write = capture;
-    cfg.write_ctx = &j;
-    hy_vm *vm = NULL;
-    assert_int_equal(hy_vm_new(&cfg, &vm), HY_OK);
-    signaller sg = { vm, 3 };
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, signal_later, &sg), 0);
-    int status = -1;
-    assert_int_equal(hy_vm_run_main(vm, "ExtSem", 0, NULL, &status), HY_OK);
-    assert_int_equal(pthread_join(t, NULL), 0);
-    assert_int_equal(status, 6);
-
-    hy_thread_stats ts;
-    assert_int_equal(hy_vm_thread_stats(vm, &ts), HY_OK);
+    hy_thread_stats ts[2];
+    assert_int_equal(run_signalled(dir, "ExtSem", 3, ts), 6);
     /* No foreign call was made: the scheduler's own idle waits are not counted as callouts,
      * and nothing was taken over. */
-    assert_int_equal(ts.callouts, 0);
-    assert_int_equal(ts.takeovers, 0);
-    assert_int_equal(hy_vm_thread_stats(NULL, &ts), HY_EINVAL);
-    hy_vm_free(vm);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(ts[0].callouts, 0);
+    assert_int_equal(ts[0].takeovers, 0);
+}
+
+/* A blocking call made while no other process can run keeps the VM reserved for its thread;
+ * an external signal that arrives meanwhile must still bring a worker to run the process it
+ * wakes, while the call goes on. */
+static void test_external_signal_during_a_blocking_call(void **state) {
+    (void)state;
+    char dir[] = "/tmp/hydra-test-extblock-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    /* exit: 40 when the woken process ran before the 400 ms call returned, 41 after it, 42 never. */
+    write_class(dir, "ExtBlock",
+                "ExtBlock = (\n"
+                "  run = ( | s woke sleep t1 |\n"
+                "    s := Semaphore new. s registerExternal = 1 ifFalse: [ system exit: 90 ].\n"
+                "    [ s wait. woke := system ticks ] fork.\n"
+                "    Processor yield.\n"
+                "    Processor hasReadyProcess ifTrue: [ system exit: 91 ].\n"
+                "    sleep := (ExternalLibrary named: 'libc.so.6') lookup: 'usleep' returns: #int arguments: #( #uint32 ).\n"
+                "    sleep beBlocking.\n"
+                "    sleep callWith: 400000.\n"
+                "    t1 := system ticks.\n"
+                "    woke isNil ifTrue: [ system exit: 42 ].\n"
+                "    system exit: (woke < t1 ifTrue: [ 40 ] ifFalse: [ 41 ]) )\n"
+                ")\n");
+    hy_thread_stats ts[2];
+    assert_int_equal(run_signalled(dir, "ExtBlock", 1, ts), 40);
+    assert_true(ts[0].takeovers >= 1);   /* a worker took the VM over from the waiting call */
 }
 
 /* ---- Time slicing among equal priorities (hy_config.timeslice) ------------------------------- */
@@ -270,6 +302,7 @@ int main(void) {
         cmocka_unit_test(test_timeslice_preempts_equal_priorities),
         cmocka_unit_test(test_two_vms_run_on_two_threads_at_once),
         cmocka_unit_test(test_c_thread_signals_an_external_semaphore),
+        cmocka_unit_test(test_external_signal_during_a_blocking_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

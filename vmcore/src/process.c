@@ -641,6 +641,12 @@ static hyi_prim_status current_thread(hy_vm *vm, hyi_oop *args, uint32_t nargs, 
     return HYI_PRIM_OK;
 }
 
+static hyi_prim_status has_ready_process(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
+    (void)args; (void)nargs;
+    *result = hyi_sched_work_pending(vm) ? vm->true_ : vm->false_;
+    return HYI_PRIM_OK;
+}
+
 static hyi_prim_status active_process(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)args; (void)nargs;
     hyi_sched *s = S(vm);
@@ -687,6 +693,7 @@ const hyi_prim_def hyi_prims_process[] = {
     { "Process", "boundThread", proc_bound_thread, 0 },
     { "ProcessorScheduler", "activeProcess", active_process, 0 },
     { "ProcessorScheduler", "currentThread", current_thread, 0 },
+    { "ProcessorScheduler", "hasReadyProcess", has_ready_process, 0 },
     { "ProcessorScheduler", "yield", NULL, HYI_CTL_YIELD },
     { "Semaphore", "wait", NULL, HYI_CTL_SEM_WAIT },
     { "Semaphore", "signal", NULL, HYI_CTL_SEM_SIGNAL },
@@ -717,6 +724,9 @@ void hyi_sched_signal_external(hy_vm *vm, uint32_t index) {
     }
     uint64_t seq;
     bool blocking;
+    /* Against a blocking call that starts now (it stores in_callout, then looks at ext_pending):
+     * one of the two sees the other. */
+    atomic_thread_fence(memory_order_seq_cst);
     if (hyi_thread_in_callout(vm, &seq, &blocking)) hyi_sched_handoff(vm, true);
 }
 
@@ -747,6 +757,16 @@ static void wake_worker(hy_vm *vm) {
     int pending = 0;
     sem_getvalue(&s->worker_sem, &pending);
     if (pending <= 0) sem_post(&s->worker_sem);
+}
+
+/* Called by the owner, which alone registers external semaphores: only the registered ones
+ * are looked at (serve_events ignores the others), usually none. */
+bool hyi_sched_work_pending(hy_vm *vm) {
+    hyi_sched *s = S(vm);
+    if (atomic_load_explicit(&s->nrunnable, memory_order_relaxed) > 0) return true;
+    for (uint32_t i = 0; i < s->nexternal; i++)
+        if (atomic_load_explicit(&s->ext_pending[i], memory_order_seq_cst)) return true;
+    return false;
 }
 
 void hyi_sched_handoff(hy_vm *vm, bool force) {

@@ -105,6 +105,8 @@ void hyi_heartbeat_kick(hy_vm *vm);
 /* A callout declared blocking started (any thread may call): wake a worker when a process can
  * run (always when force). */
 void hyi_sched_handoff(hy_vm *vm, bool force);
+/* Whether a worker would find something to do: a runnable process or a pending external signal. */
+bool hyi_sched_work_pending(hy_vm *vm);
 
 /* Run the program's main process (`receiver selector arg`) and every other process until the
  * main process ends or the program exits; on the calling thread plus workers. */

@@ -288,14 +288,21 @@ static inline __attribute__((always_inline)) void callout_begin(hy_vm *vm, hyi_c
     t->callout_process = process;
     atomic_store_explicit(&th->in_callout, seq << 1 | (blocking || idle ? 1u : 0u), memory_order_relaxed);
     if (__builtin_expect(blocking || vm->config.takeover_stress, 0)) {
-        begin_handoff(vm, th);
-        return;
+        /* A call declared blocking hands the VM to a worker at once when another process can
+         * run. When none can, it keeps the VM reserved like any call, and returns without a
+         * lock: whatever makes a process runnable meanwhile brings a worker to take it over (an
+         * external signal, a stop request, a due delay by way of the heartbeat). */
+        if (vm->config.takeover_stress || hyi_sched_work_pending(vm)) {
+            begin_handoff(vm, th);
+            return;
+        }
+    } else {
+        /* The heartbeat sleeps while nothing needs it: a call that may run long wakes it
+         * (once, when it starts watching again). */
+        atomic_signal_fence(memory_order_seq_cst);   /* in_callout is stored before this read */
+        if (!idle && __builtin_expect(atomic_load_explicit(&vm->heartbeat_parked, memory_order_relaxed), 0))
+            hyi_heartbeat_kick(vm);
     }
-    /* The heartbeat sleeps while nothing needs it: a call that may run long wakes it (once,
-     * when it starts watching again). */
-    atomic_signal_fence(memory_order_seq_cst);   /* in_callout is stored before this read */
-    if (!idle && __builtin_expect(atomic_load_explicit(&vm->heartbeat_parked, memory_order_relaxed), 0))
-        hyi_heartbeat_kick(vm);
     /* Fast path: no lock, no syscall, unless another thread is already waiting for the VM. */
     if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0, 1)) {
         /* Reserve the VM for this thread's return (a fresh flag: it is not back yet). */
@@ -308,6 +315,12 @@ static inline __attribute__((always_inline)) void callout_begin(hy_vm *vm, hyi_c
         }
         if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_seq_cst) != 0, 0))
             begin_serve_waiter(th, i);
+        /* An external signal that came before in_callout was visible found no call to hand
+         * off (hyi_sched_signal_external): look again now that it is. */
+        if (__builtin_expect(blocking, 0)) {
+            atomic_thread_fence(memory_order_seq_cst);
+            if (hyi_sched_work_pending(vm)) hyi_sched_handoff(vm, true);
+        }
         return;
     }
     release(th);   /* a thread already waits: hand it the VM */
