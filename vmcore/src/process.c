@@ -724,9 +724,8 @@ void hyi_sched_signal_external(hy_vm *vm, uint32_t index) {
     }
     uint64_t seq;
     bool blocking;
-    /* Against a blocking call that starts now (it stores in_callout, then looks at ext_pending):
-     * one of the two sees the other. */
-    atomic_thread_fence(memory_order_seq_cst);
+    /* Against a blocking call that starts now (it stores in_callout, then looks at ext_pending;
+     * all four accesses seq_cst): one of the two sees the other. */
     if (hyi_thread_in_callout(vm, &seq, &blocking)) hyi_sched_handoff(vm, true);
 }
 

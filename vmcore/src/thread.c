@@ -286,7 +286,10 @@ static inline __attribute__((always_inline)) void callout_begin(hy_vm *vm, hyi_c
                               memory_order_relaxed);
     tinfo *t = &th->t[i <= MAX_THREADS ? i : 0];
     t->callout_process = process;
-    atomic_store_explicit(&th->in_callout, seq << 1 | (blocking || idle ? 1u : 0u), memory_order_relaxed);
+    if (__builtin_expect(blocking, 0))   /* seq_cst: see the look at pending work below */
+        atomic_store_explicit(&th->in_callout, seq << 1 | 1u, memory_order_seq_cst);
+    else
+        atomic_store_explicit(&th->in_callout, seq << 1 | (idle ? 1u : 0u), memory_order_relaxed);
     if (__builtin_expect(blocking || vm->config.takeover_stress, 0)) {
         /* A call declared blocking hands the VM to a worker at once when another process can
          * run. When none can, it keeps the VM reserved like any call, and returns without a
@@ -307,20 +310,19 @@ static inline __attribute__((always_inline)) void callout_begin(hy_vm *vm, hyi_c
     if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_relaxed) == 0, 1)) {
         /* Reserve the VM for this thread's return (a fresh flag: it is not back yet). */
         atomic_store_explicit(&t->returning, 0, memory_order_relaxed);
-        if (__builtin_expect(th->asymmetric, 1)) {
+        if (__builtin_expect(th->asymmetric && !blocking, 1)) {
             atomic_store_explicit(&th->owner, reserved(i), memory_order_release);
             atomic_signal_fence(memory_order_seq_cst);   /* the other side's membarrier orders it */
         } else {
+            /* seq_cst also for a blocking call: ordered before its look at pending work. */
             atomic_store_explicit(&th->owner, reserved(i), memory_order_seq_cst);
         }
         if (__builtin_expect(atomic_load_explicit(&th->nwaiting, memory_order_seq_cst) != 0, 0))
             begin_serve_waiter(th, i);
-        /* An external signal that came before in_callout was visible found no call to hand
-         * off (hyi_sched_signal_external): look again now that it is. */
-        if (__builtin_expect(blocking, 0)) {
-            atomic_thread_fence(memory_order_seq_cst);
-            if (hyi_sched_work_pending(vm)) hyi_sched_handoff(vm, true);
-        }
+        /* An external signal that came before the reservation was visible found no call to
+         * hand off (hyi_sched_signal_external reads in_callout, then vmOwner, both seq_cst):
+         * look again now that it is. */
+        if (__builtin_expect(blocking, 0) && hyi_sched_work_pending(vm)) hyi_sched_handoff(vm, true);
         return;
     }
     release(th);   /* a thread already waits: hand it the VM */
@@ -420,10 +422,11 @@ int hyi_thread_waiting_priority(hy_vm *vm) {
 
 bool hyi_thread_in_callout(hy_vm *vm, uint64_t *seq, bool *blocking) {
     struct hyi_threads *th = vm->threads;
-    uint64_t s = atomic_load_explicit(&th->in_callout, memory_order_relaxed);
+    /* seq_cst: an external signal's look pairs with a blocking call's start (callout_begin). */
+    uint64_t s = atomic_load_explicit(&th->in_callout, memory_order_seq_cst);
     *seq = s >> 1;
     *blocking = s & 1;
-    uint32_t o = atomic_load_explicit(&th->owner, memory_order_acquire);
+    uint32_t o = atomic_load_explicit(&th->owner, memory_order_seq_cst);
     return s != 0 && (o == 0 || (o & RESERVED));
 }
 
