@@ -234,12 +234,15 @@ static void test_external_signal_during_a_blocking_call(void **state) {
     (void)state;
     char dir[] = "/tmp/hydra-test-extblock-XXXXXX";
     assert_non_null(mkdtemp(dir));
-    /* exit: 40 when the woken process ran before the 400 ms call returned, 41 after it, 42 never. */
+    /* exit: 40 when the woken process ran before the 400 ms call returned, 41 after it, 42 never;
+     * 91 or 92 when Processor hasReadyProcess is wrong before or after the fork has run. */
     write_class(dir, "ExtBlock",
                 "ExtBlock = (\n"
                 "  run = ( | s woke sleep t1 |\n"
                 "    s := Semaphore new. s registerExternal = 1 ifFalse: [ system exit: 90 ].\n"
+                "    Processor hasReadyProcess ifTrue: [ system exit: 91 ].\n"
                 "    [ s wait. woke := system ticks ] fork.\n"
+                "    Processor hasReadyProcess ifFalse: [ system exit: 92 ].\n"
                 "    Processor yield.\n"
                 "    Processor hasReadyProcess ifTrue: [ system exit: 91 ].\n"
                 "    sleep := (ExternalLibrary named: 'libc.so.6') lookup: 'usleep' returns: #int arguments: #( #uint32 ).\n"
