@@ -717,6 +717,23 @@ static __attribute__((noinline)) void call_traced(hy_vm *vm, hyi_oop fn, hyi_ffi
     hyi_trace_own_begin(vm, HYI_TRACE_CALLOUT_RETURN, true);
 }
 
+/* Argument v (a young ByteArray or String, at most HYI_FFI_COPY_MAX bytes) passed by address
+ * as a copy in buf (its size + 1 bytes): the checks of hyi_ffi_to_c for such an object. */
+static bool copy_in(hy_vm *vm, hyi_ffi_kind k, hyi_oop v, uint8_t *buf, void *dst, char *why, size_t n) {
+    uint32_t size = hyi_size(v);
+    if (k == HYI_K_STRING && is_string(vm, v)) {
+        const void *nul = memchr(hyi_bytes(v), 0, size);
+        if (nul)
+            return why_msg(why, n, "the String has an embedded NUL at index %ld",
+                           (long)((const uint8_t *)nul - hyi_bytes(v)) + 1);
+    }
+    memcpy(buf, hyi_bytes(v), size);
+    buf[size] = 0;   /* as after the bytes of every byte object */
+    void *p = buf;
+    memcpy(dst, &p, sizeof p);
+    return true;
+}
+
 hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, hyi_oop *result) {
     /* The primitive runs only for ExternalFunctions (its method's class): checking the shape
      * is enough to read the fields, and the handle checks itself. */
@@ -732,11 +749,21 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
         return hyi_prim_fail(vm, "%.*s takes %u argument%s, got %u", nlen, name, s->nargs, s->nargs == 1 ? "" : "s", n);
     }
 
-    /* Pin the heap bytes handed to C. The first pin of a young object moves objects (av and
-     * *fnp are roots, so they follow), so targets are looked up again after each pin. */
+    /* The heap bytes handed to C must not move during the call. A young ByteArray or String of
+     * at most HYI_FFI_COPY_MAX bytes passed itself is copied into C memory for the call and
+     * back after it (pinning a young object costs a scavenge that tenures everything alive);
+     * others are pinned. The first pin of a young object moves objects (av and *fnp are roots,
+     * so they follow), so targets are looked up again after each pin. */
+    uint32_t copied = 0;       /* bit i: argument i is passed as a copy */
+    size_t copy_bytes = 0;
     for (uint32_t i = 0; i < n; i++) {
         hyi_oop t = hyi_ffi_pin_target(vm, (hyi_ffi_kind)s->args[i].kind, av[i]);
         if (!t || hyi_o(t)->pinned) continue;
+        if (t == av[i] && !hyi_o(t)->old && hyi_size(t) <= HYI_FFI_COPY_MAX) {
+            copied |= 1u << i;
+            copy_bytes += round_up((size_t)hyi_size(t) + 1, 16);
+            continue;
+        }
         HYI_ROOT(vm, &t);
         bool ok = hyi_heap_pin(vm, &t);
         HYI_UNROOT(vm, 1);
@@ -756,16 +783,28 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
             return hyi_prim_fail(vm, "%.*s: out of C memory for the arguments", nlen, name);
         }
     }
+    alignas(16) uint8_t stack_copies[HYI_FFI_COPY_STACK];
+    uint8_t *copies = stack_copies;
+    if (copy_bytes > sizeof stack_copies && !(copies = aligned_alloc(16, copy_bytes))) {
+        if (scratch != stack_scratch) free(scratch);
+        name = fn_name(vm, *fnp, &nlen);
+        return hyi_prim_fail(vm, "%.*s: out of C memory for the arguments", nlen, name);
+    }
     void *values[HYI_FFI_MAX_ARGS];
+    uint8_t *copy_of[HYI_FFI_MAX_ARGS];
     hyi_oop decls = hyi_slots(*fnp)[HYI_EF_ARGS];
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0, at = 0; i < n; i++) {
         hyi_ffi_kind k = (hyi_ffi_kind)s->args[i].kind;
         void *dst = scratch + s->args[i].off;
         char why[200];
         hyi_oop decl = k == HYI_K_STRUCT && hyi_is_ptr(decls) && hyi_o(decls)->cls == vm->cls.array && i < hyi_size(decls)
                            ? hyi_slots(decls)[i] : vm->nil;
-        if (!hyi_ffi_to_c(vm, k, s->args[i].size, decl, av[i], dst, true, why, sizeof why)) {
+        bool ok = copied >> i & 1 ? copy_in(vm, k, av[i], copy_of[i] = copies + at, dst, why, sizeof why)
+                                  : hyi_ffi_to_c(vm, k, s->args[i].size, decl, av[i], dst, true, why, sizeof why);
+        if (copied >> i & 1) at += round_up((size_t)hyi_size(av[i]) + 1, 16);
+        if (!ok) {
             if (scratch != stack_scratch) free(scratch);
+            if (copies != stack_copies) free(copies);
             name = fn_name(vm, *fnp, &nlen);
             return hyi_prim_fail(vm, "argument %u of %.*s: %s", i + 1, nlen, name, why);
         }
@@ -781,7 +820,11 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
     else
         hyi_callout_ffi(vm, s->blocking, &s->cif, FFI_FN(s->fn), rv, values);
 
-    /* The VM is ours again: anything may have moved, so fields are read from the root. */
+    /* The VM is ours again: anything may have moved, so fields are read from the root. What C
+     * wrote into the copies goes back into the objects, wherever they are now. */
+    for (uint32_t i = 0; copied && i < n; i++)
+        if (copied >> i & 1) memcpy(hyi_bytes(av[i]), copy_of[i], hyi_size(av[i]));
+    if (copies != stack_copies) free(copies);
     narrow_result(rk, rv);
     hyi_oop fn = *fnp;
     hyi_oop r = hyi_ffi_from_c(vm, rk, rv, hyi_slots(fn)[HYI_EF_ADDRESS_CLASS], hyi_slots(fn)[HYI_EF_RETURN]);
