@@ -16,44 +16,15 @@
 
 #include <cmocka.h>
 
+#include "test_fixture.h"
+
 #include "foreign.h"
 #include "heap.h"
 #include "hydra/hy_vm.h"
 #include "thread.h"
 #include "vm.h"
 
-#ifndef HYDRA_SOURCE_DIR
-#define HYDRA_SOURCE_DIR "."
-#endif
-
-/* ---- Fixture: a temporary class folder and captured output ------------------------------ */
-
-typedef struct fixture {
-    char dir[64];
-    char classpath[4096];
-    char *out, *err;
-    size_t out_len, err_len;
-} fixture;
-
-static void append(char **buf, size_t *len, const char *bytes, size_t n) {
-    char *p = realloc(*buf, *len + n + 1);
-    assert_non_null(p);
-    memcpy(p + *len, bytes, n);
-    *len += n;
-    p[*len] = 0;
-    *buf = p;
-}
-
-static void capture(void *ctx, int stream, const char *bytes, size_t len) {
-    fixture *f = ctx;
-    if (stream == 2) append(&f->err, &f->err_len, bytes, len);
-    else append(&f->out, &f->out_len, bytes, len);
-}
-
-static const char *core_dir(void) {
-    const char *core = getenv("HYDRA_CORE");
-    return core && *core ? core : HYDRA_SOURCE_DIR "/images/core";
-}
+/* ---- Fixture: a temporary class folder and captured output (test_fixture.h) ------------ */
 
 static const char *testlib(void) {
     const char *p = getenv("HYDRA_FFI_TESTLIB");
@@ -65,35 +36,20 @@ static int setup(void **state) {
         fprintf(stderr, "HYDRA_FFI_TESTLIB is not set (ctest sets it to the test library)\n");
         return -1;
     }
-    fixture *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/hydra-test-ffi-XXXXXX");
-    if (!mkdtemp(f->dir)) { free(f); return -1; }
-    snprintf(f->classpath, sizeof f->classpath, "%s:%s", core_dir(), f->dir);
-    *state = f;
-    return 0;
+    return fixture_setup(state, "ffi");
 }
 
-static int teardown(void **state) {
-    fixture *f = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
-    free(f->out);
-    free(f->err);
-    free(f);
-    return rc == 0 ? 0 : -1;
-}
+static int teardown(void **state) { return fixture_teardown(state); }
 
 static hy_vm *new_vm(fixture *f) {
     hy_config cfg;
     hy_config_init(&cfg);
     cfg.classpath = f->classpath;
     cfg.write = capture;
-    cfg.write_ctx = f;
+    cfg.write_ctx = &f->out;
     hy_vm *vm = NULL;
     hy_err err = hy_vm_new(&cfg, &vm);
-    if (err != HY_OK) print_error("hy_vm_new: %s\n%s", hy_strerror(err), f->err ? f->err : "");
+    if (err != HY_OK) print_error("hy_vm_new: %s\n%s", hy_strerror(err), buffer_text(&f->err));
     assert_int_equal(err, HY_OK);
     return vm;
 }
@@ -122,19 +78,17 @@ static const char *run_st_in(fixture *f, const char *body, hy_vm **keep) {
     assert_non_null(fp);
     fprintf(fp, fmt, testlib(), body);
     assert_int_equal(fclose(fp), 0);
-    free(f->out);
-    f->out = NULL;
-    f->out_len = 0;
+    buffer_clear(&f->out);
     hy_vm *vm = new_vm(f);
     int status = -1;
     hy_err err = hy_vm_run_main(vm, "FfiProbe", 0, NULL, &status);
     if (err != HY_OK || status != 0)
-        print_error("run: %s, status %d: %s\n%s\n", hy_strerror(err), status, hy_vm_last_error(vm), f->err ? f->err : "");
+        print_error("run: %s, status %d: %s\n%s\n", hy_strerror(err), status, hy_vm_last_error(vm), buffer_text(&f->err));
     assert_int_equal(err, HY_OK);
     assert_int_equal(status, 0);
     if (keep) *keep = vm;
     else hy_vm_free(vm);
-    return f->out ? f->out : "";
+    return buffer_text(&f->out);
 }
 
 static const char *run_st(fixture *f, const char *body) { return run_st_in(f, body, NULL); }
@@ -454,7 +408,7 @@ static void test_unfreed_callbacks_are_released_with_the_vm(void **state) {
               "self print: ((self fn: 'hy_apply' returns: #int32 args: #( #pointer #int32 )) callWith: (x at: 2) with: 40).\n"
               "system global: #KeptCallbacks put: x.\n",
               &vm);
-    assert_string_equal(((fixture *)*state)->out, "42\n");
+    assert_string_equal(buffer_text(&((fixture *)*state)->out), "42\n");
     assert_true(hyi_thread_attach(vm));
     hyi_ffi_release_all(vm);
     hyi_oop kept = hyi_global_get(vm, hyi_symbol_c(vm, "KeptCallbacks"));

@@ -20,68 +20,22 @@
 
 #include <cmocka.h>
 
-#include "test_buffer.h"
+#include "test_fixture.h"
 
 #include "hydra/hy_vm.h"
 #include "image.h"
 #include "object.h"
 
-#ifndef HYDRA_SOURCE_DIR
-#define HYDRA_SOURCE_DIR "."
-#endif
-
 /* ---- Fixture ---------------------------------------------------------------------------------- */
 
-typedef struct fixture {
-    char dir[64];
-    char classpath[4096];
-    char image[128];       /* dir/test.image */
-    buffer out, err;
-} fixture;
-
-static void capture(void *ctx, int stream, const char *bytes, size_t len) {
-    buffer *pair = ctx;   /* [0] = out, [1] = err */
-    buffer_append(stream == 2 ? &pair[1] : &pair[0], bytes, len);
-}
-
-static const char *core_dir(void) {
-    const char *core = getenv("HYDRA_CORE");
-    return core && *core ? core : HYDRA_SOURCE_DIR "/images/core";
-}
-
-static int setup(void **state) {
-    fixture *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/hydra-test-image-XXXXXX");
-    if (!mkdtemp(f->dir)) { free(f); return -1; }
-    snprintf(f->classpath, sizeof f->classpath, "%s:%s", core_dir(), f->dir);
-    snprintf(f->image, sizeof f->image, "%s/test.image", f->dir);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fixture *f = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
-    free(f->out.data);
-    free(f->err.data);
-    free(f);
-    return rc == 0 ? 0 : -1;
-}
+static int setup(void **state) { return fixture_setup(state, "image"); }
+static int teardown(void **state) { return fixture_teardown(state); }
 
 static void write_file(const char *path, const void *bytes, size_t len) {
     FILE *fp = fopen(path, "wb");
     assert_non_null(fp);
     assert_int_equal(fwrite(bytes, 1, len, fp), len);
     assert_int_equal(fclose(fp), 0);
-}
-
-static void write_class(fixture *f, const char *name, const char *source) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s.som", f->dir, name);
-    write_file(path, source, strlen(source));
 }
 
 static void remove_class(fixture *f, const char *name) {

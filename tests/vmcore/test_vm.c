@@ -17,61 +17,14 @@
 
 #include <cmocka.h>
 
-#include "test_buffer.h"
+#include "test_fixture.h"
 
 #include "hydra/hy_vm.h"
 
-#ifndef HYDRA_SOURCE_DIR
-#define HYDRA_SOURCE_DIR "."
-#endif
-
 /* ---- Fixture: a temporary class folder and captured output ------------------------------ */
 
-typedef struct fixture {
-    char dir[64];          /* the temporary class folder */
-    char classpath[4096];  /* core:dir */
-    buffer out, err;       /* what the VM wrote to its streams 1 and 2 */
-} fixture;
-
-static void capture(void *ctx, int stream, const char *bytes, size_t len) {
-    fixture *f = ctx;
-    buffer_append(stream == 2 ? &f->err : &f->out, bytes, len);
-}
-
-static const char *core_dir(void) {
-    const char *core = getenv("HYDRA_CORE");
-    return core && *core ? core : HYDRA_SOURCE_DIR "/images/core";
-}
-
-static int setup(void **state) {
-    fixture *f = calloc(1, sizeof *f);
-    if (!f) return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/hydra-test-vm-XXXXXX");
-    if (!mkdtemp(f->dir)) { free(f); return -1; }
-    snprintf(f->classpath, sizeof f->classpath, "%s:%s", core_dir(), f->dir);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state) {
-    fixture *f = *state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-    int rc = system(cmd);
-    free(f->out.data);
-    free(f->err.data);
-    free(f);
-    return rc == 0 ? 0 : -1;
-}
-
-static void write_class(fixture *f, const char *name, const char *source) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s.som", f->dir, name);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    assert_int_equal(fputs(source, fp) >= 0, 1);
-    assert_int_equal(fclose(fp), 0);
-}
+static int setup(void **state) { return fixture_setup(state, "vm"); }
+static int teardown(void **state) { return fixture_teardown(state); }
 
 /* A VM on the fixture's class path whose output is captured. */
 static hy_vm *new_vm_eden(fixture *f, size_t heap_limit, size_t eden_size) {
@@ -81,7 +34,7 @@ static hy_vm *new_vm_eden(fixture *f, size_t heap_limit, size_t eden_size) {
     cfg.heap_limit = heap_limit;
     cfg.eden_size = eden_size;
     cfg.write = capture;
-    cfg.write_ctx = f;
+    cfg.write_ctx = &f->out;
     hy_vm *vm = NULL;
     hy_err err = hy_vm_new(&cfg, &vm);
     if (err != HY_OK) print_error("hy_vm_new: %s\n%s", hy_strerror(err), buffer_text(&f->err));
@@ -129,7 +82,7 @@ static void test_vm_new_without_core_library_is_enoent(void **state) {
     hy_config_init(&cfg);
     cfg.classpath = f->dir;   /* empty: no Object.som */
     cfg.write = capture;
-    cfg.write_ctx = f;
+    cfg.write_ctx = &f->out;
     hy_vm *vm = NULL;
     assert_int_equal(hy_vm_new(&cfg, &vm), HY_ENOENT);
     assert_null(vm);
