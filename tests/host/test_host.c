@@ -20,29 +20,20 @@
 #include <time.h>
 
 #include "hydra/hydra.h"
+#include "../vmcore/test_buffer.h"
 
 /* ---- Captured output ----------------------------------------------------------------------- */
 
 typedef struct capture {
-    pthread_mutex_t lock;
-    char *text;
-    size_t len, cap;
+    pthread_mutex_t lock;   /* VMs of the host write from their own threads */
+    buffer b;
 } capture;
 
 static void capture_write(void *ctx, int stream, const char *bytes, size_t len) {
     (void)stream;
     capture *c = ctx;
     pthread_mutex_lock(&c->lock);
-    if (c->len + len + 1 > c->cap) {
-        size_t cap = c->cap ? c->cap : 4096;
-        while (cap < c->len + len + 1) cap *= 2;
-        c->text = realloc(c->text, cap);
-        assert_non_null(c->text);
-        c->cap = cap;
-    }
-    memcpy(c->text + c->len, bytes, len);
-    c->len += len;
-    c->text[c->len] = 0;
+    buffer_append(&c->b, bytes, len);
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -51,8 +42,9 @@ static bool has_line(capture *c, const char *line) {
     pthread_mutex_lock(&c->lock);
     bool found = false;
     size_t n = strlen(line);
-    for (const char *p = c->text; p && (p = strstr(p, line)) != NULL; p++) {
-        if ((p == c->text || p[-1] == '\n') && p[n] == '\n') { found = true; break; }
+    const char *text = buffer_text(&c->b);
+    for (const char *p = text; (p = strstr(p, line)) != NULL; p++) {
+        if ((p == text || p[-1] == '\n') && p[n] == '\n') { found = true; break; }
     }
     pthread_mutex_unlock(&c->lock);
     return found;
@@ -60,7 +52,7 @@ static bool has_line(capture *c, const char *line) {
 
 static bool has_text(capture *c, const char *text) {
     pthread_mutex_lock(&c->lock);
-    bool found = c->text && strstr(c->text, text) != NULL;
+    bool found = strstr(buffer_text(&c->b), text) != NULL;
     pthread_mutex_unlock(&c->lock);
     return found;
 }
@@ -99,7 +91,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     fixture *f = *state;
     hy_host_free(f->host);
-    free(f->out.text);
+    free(f->out.b.data);
     pthread_mutex_destroy(&f->out.lock);
     free(f);
     return 0;
@@ -142,7 +134,7 @@ static void assert_fib_done(fixture *f, unsigned id, const char *name, int n, in
     assert_int_equal(status, 0);
     char line[128];
     snprintf(line, sizeof line, "[%s] result %ld", name, fib(n) + k);
-    if (!has_line(&f->out, line)) fail_msg("missing line '%s' in:\n%s", line, f->out.text ? f->out.text : "");
+    if (!has_line(&f->out, line)) fail_msg("missing line '%s' in:\n%s", line, buffer_text(&f->out.b));
 }
 
 /* ---- Tests --------------------------------------------------------------------------------- */
