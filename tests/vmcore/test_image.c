@@ -133,6 +133,13 @@ static const char main_source[] =
     "    )\n"
     ")\n";
 
+/* The two classes above written to the fixture's folder and saved with ImgMain as entry. */
+static void save_shapes_image(fixture *f) {
+    write_class(f, "ImgShape", shapes_source);
+    write_class(f, "ImgMain", main_source);
+    save_image(f, "ImgMain");
+}
+
 static const char main_expected[] =
     "triangle has 3 sides\n3\n6765\n1267650600228229401496703205376\ndnu caught\n1\n";
 
@@ -140,9 +147,7 @@ static const char main_expected[] =
 
 static void test_saved_image_runs_its_entry_without_sources(void **state) {
     fixture *f = *state;
-    write_class(f, "ImgShape", shapes_source);
-    write_class(f, "ImgMain", main_source);
-    save_image(f, "ImgMain");
+    save_shapes_image(f);
     /* The sources are gone and the VM gets no class path: everything comes from the image. */
     remove_class(f, "ImgShape");
     remove_class(f, "ImgMain");
@@ -192,9 +197,7 @@ static void test_image_without_entry_runs_the_class_its_first_argument_names(voi
 
 static void test_image_saved_with_a_class_path_missing_at_load_still_runs(void **state) {
     fixture *f = *state;
-    write_class(f, "ImgShape", shapes_source);
-    write_class(f, "ImgMain", main_source);
-    save_image(f, "ImgMain");
+    save_shapes_image(f);
     hy_image *img = open_image(f->image);
     /* The folder the classes came from is not on the class path (and does not exist). */
     assert_int_equal(run_entry(f, img, "/nonexistent-hydra-folder:/also-missing", 0, NULL), 3);
@@ -280,9 +283,7 @@ static void test_classes_state_survives_and_a_vm_saved_after_a_run_resets_proces
 
 static void test_a_vm_made_from_an_image_saves_an_equivalent_image(void **state) {
     fixture *f = *state;
-    write_class(f, "ImgShape", shapes_source);
-    write_class(f, "ImgMain", main_source);
-    save_image(f, "ImgMain");
+    save_shapes_image(f);
     hy_image *img = open_image(f->image);
     hy_config cfg = config(f, NULL);
     hy_vm *vm;
@@ -339,9 +340,7 @@ static void *spawn_and_run(void *arg) {
 
 static void test_many_vms_from_one_image_on_several_threads_at_once(void **state) {
     fixture *f = *state;
-    write_class(f, "ImgShape", shapes_source);
-    write_class(f, "ImgMain", main_source);
-    save_image(f, "ImgMain");
+    save_shapes_image(f);
     hy_image *img = open_image(f->image);
     pthread_t t[THREADS];
     worker w[THREADS];
@@ -391,9 +390,7 @@ static void fix_checksum(uint8_t *b, size_t len) {
 
 static void test_truncated_flipped_foreign_and_wrong_version_files_are_refused(void **state) {
     fixture *f = *state;
-    write_class(f, "ImgShape", shapes_source);
-    write_class(f, "ImgMain", main_source);
-    save_image(f, "ImgMain");
+    save_shapes_image(f);
     size_t len;
     uint8_t *good = read_whole(f->image, &len);
     uint8_t *b = malloc(len);
@@ -487,9 +484,7 @@ static void test_truncated_flipped_foreign_and_wrong_version_files_are_refused(v
  * can be freed. None may crash (the sanitizer builds watch). */
 static void test_structural_damage_anywhere_is_refused_or_harmless(void **state) {
     fixture *f = *state;
-    write_class(f, "ImgShape", shapes_source);
-    write_class(f, "ImgMain", main_source);
-    save_image(f, "ImgMain");
+    save_shapes_image(f);
     size_t len;
     uint8_t *good = read_whole(f->image, &len);
     uint8_t *b = malloc(len);
