@@ -22,6 +22,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_stats.h"
+
 #define BUFFERED 128
 #define WARMUP 100
 
@@ -40,16 +42,7 @@ static nng_socket open_pair(void) {
     return s;
 }
 
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-static int compare_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+static double now_us(void) { return bench_now_ns() / 1e3; }
 
 static void serve(nng_socket s) {
     for (;;) {
@@ -96,7 +89,7 @@ static void client(nng_socket s, size_t size, long n) {
         nng_free(reply, len);
         if (i >= WARMUP) rtt[i - WARMUP] = now_us() - t0;
     }
-    qsort(rtt, (size_t)n, sizeof *rtt, compare_double);
+    bench_sort(rtt, (int)n);
     long messages = n * 10;
     command(s, 'T', messages);
     double t0 = now_us();

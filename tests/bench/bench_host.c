@@ -25,22 +25,11 @@
 #include <sys/resource.h>
 
 #include "hydra/hydra.h"
+#include "bench_stats.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+static double now_s(void) { return bench_now_ns() * 1e-9; }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+static double median(double *v, int n) { return bench_median(v, n); }
 
 static void discard(void *ctx, int stream, const char *bytes, size_t len) {
     (void)ctx; (void)stream; (void)bytes; (void)len;

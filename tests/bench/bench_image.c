@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "hydra/hy_vm.h"
+#include "bench_stats.h"
 
 #ifndef HYDRA_SOURCE_DIR
 #define HYDRA_SOURCE_DIR "."
@@ -29,21 +30,9 @@
 #define OPENS 20
 #define IDLE_VMS 200
 
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
+static double now_us(void) { return bench_now_ns() / 1e3; }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
+static double median(double *v, int n) { return bench_median(v, n); }
 
 static long rss_kib(void) {
     FILE *f = fopen("/proc/self/statm", "r");

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "hydra/hy_vm.h"
+#include "bench_stats.h"
 
 #ifndef HYDRA_SOURCE_DIR
 #define HYDRA_SOURCE_DIR "."
@@ -35,19 +36,11 @@
 /* The function every variant calls; exported so that Smalltalk finds it in the process. */
 __attribute__((visibility("default"), noinline)) int hybench_add(int a, int b) { return a + b; }
 
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
+static double now_ns(void) { return bench_now_ns(); }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
+/* The upper middle element for even n, as the figures in README.md were taken. */
 static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    bench_sort(v, n);
     return v[n / 2];
 }
 
@@ -221,7 +214,7 @@ static void report_latency(const char *what, double *v, int n) {
     int ok = 0;
     for (int i = 0; i < n; i++) if (v[i] >= 0) v[ok++] = v[i];
     if (ok == 0) { printf("%-34s no samples\n", what); return; }
-    qsort(v, (size_t)ok, sizeof *v, cmp_double);
+    bench_sort(v, ok);
     printf("%-34s median %8.1f us   p99 %8.1f us   (%d samples)\n", what, v[ok / 2], v[(ok * 99) / 100], ok);
 }
 
