@@ -31,6 +31,23 @@ cmake -S . -B "$dir" "${cc_arg[@]}" -DCMAKE_BUILD_TYPE=Release -DHYDRA_FUZZ=ON >
 jobs=$(nproc 2>/dev/null || echo 2)
 [ "$jobs" -gt 2 ] && jobs=2
 
+# Run a fuzzer (the command after LOG and REPRO), show the end of its log and the number of
+# executions, and exit with its status; REPRO says how to replay a crashing input.
+run_fuzzer() {   # LOG REPRO COMMAND...
+    local log=$1 repro=$2 rc execs
+    shift 2
+    set +e
+    "$@" >"$log" 2>&1
+    rc=$?
+    set -e
+    tail -n 25 "$log"
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    echo
+    echo "fuzz: ${execs:-unknown} executions in $seconds s, exit status $rc (full log: $log)"
+    [ "$rc" -eq 0 ] || echo "fuzz: FAILED; reproduce with: $repro" >&2
+    exit $rc
+}
+
 if [ "$target" = image ]; then
     cmake --build "$dir" -j"$jobs" --target fuzz_image images
     seeds=$dir/seeds-image
@@ -38,21 +55,10 @@ if [ "$target" = image ]; then
     mkdir -p "$seeds" "$dir/corpus-image" "$dir/artifacts"
     cp "$dir/images/core.image" "$seeds/core.image"
     echo "fuzz: image seed $(wc -c <"$seeds/core.image") bytes; running for $seconds s"
-    log=$dir/fuzz-image.log
-    set +e
-    "$dir/tests/fuzz/fuzz_image" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
+    run_fuzzer "$dir/fuzz-image.log" "$dir/tests/fuzz/fuzz_image $dir/artifacts/<file>" \
+        "$dir/tests/fuzz/fuzz_image" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 \
         -max_len=1048576 -print_final_stats=1 -artifact_prefix="$dir/artifacts/" \
-        "$dir/corpus-image" "$seeds" >"$log" 2>&1
-    rc=$?
-    set -e
-    tail -n 25 "$log"
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-    echo
-    echo "fuzz: ${execs:-unknown} executions in $seconds s, exit status $rc (full log: $log)"
-    if [ "$rc" -ne 0 ]; then
-        echo "fuzz: FAILED; reproduce with: $dir/tests/fuzz/fuzz_image $dir/artifacts/<file>" >&2
-    fi
-    exit $rc
+        "$dir/corpus-image" "$seeds"
 fi
 cmake --build "$dir" -j"$jobs" --target fuzz_compiler
 
@@ -67,20 +73,9 @@ while IFS= read -r -d '' f; do
 done < <(find images/core tests/st -name '*.som' -print0 2>/dev/null)
 echo "fuzz: $n seed files; running for $seconds s"
 
-log=$dir/fuzz.log
-set +e
-HYDRA_CORE="$root/images/core" "$dir/tests/fuzz/fuzz_compiler" \
+run_fuzzer "$dir/fuzz.log" \
+    "HYDRA_CORE=images/core HYDRA_FUZZ_RECREATE=1 $dir/tests/fuzz/fuzz_compiler $dir/artifacts/<file>" \
+    env HYDRA_CORE="$root/images/core" "$dir/tests/fuzz/fuzz_compiler" \
     -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
     -dict=tests/fuzz/som.dict -artifact_prefix="$dir/artifacts/" \
-    "$dir/corpus" "$seeds" >"$log" 2>&1
-rc=$?
-set -e
-
-tail -n 25 "$log"
-execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-echo
-echo "fuzz: ${execs:-unknown} executions in $seconds s, exit status $rc (full log: $log)"
-if [ "$rc" -ne 0 ]; then
-    echo "fuzz: FAILED; reproduce with: HYDRA_CORE=images/core HYDRA_FUZZ_RECREATE=1 $dir/tests/fuzz/fuzz_compiler $dir/artifacts/<file>" >&2
-fi
-exit $rc
+    "$dir/corpus" "$seeds"
