@@ -205,26 +205,27 @@ static void test_unhandled_error_ends_alone(void **state) {
     assert_int_equal(worst, 1);
 }
 
-static void test_heap_limit_ends_alone(void **state) {
-    fixture *f = *state;
-    unsigned hog = start_vm(f, "hog", "HostHog", 0, NULL, 24u << 20, 0);
-    unsigned good = start_fib(f, "good", 22, 5);
+/* VM `name` running `cls` under a heap or stack limit fails with status 1 and an error, while
+ * a Fibonacci VM next to it finishes. */
+static void assert_limit_ends_alone(fixture *f, const char *name, const char *cls, size_t heap_limit,
+                                    size_t stack_slots, int tag) {
+    unsigned v = start_vm(f, name, cls, 0, NULL, heap_limit, stack_slots);
+    unsigned good = start_fib(f, "good", 22, tag);
     int status = 0;
-    assert_int_equal(hy_host_join(f->host, hog, &status), HY_OK);
+    assert_int_equal(hy_host_join(f->host, v, &status), HY_OK);
     assert_int_equal(status, 1);
-    assert_true(has_text(&f->out, "[hog] ERROR"));
-    assert_fib_done(f, good, "good", 22, 5);
+    char error[64];
+    snprintf(error, sizeof error, "[%s] ERROR", name);
+    assert_true(has_text(&f->out, error));
+    assert_fib_done(f, good, "good", 22, tag);
+}
+
+static void test_heap_limit_ends_alone(void **state) {
+    assert_limit_ends_alone(*state, "hog", "HostHog", 24u << 20, 0, 5);
 }
 
 static void test_stack_limit_ends_alone(void **state) {
-    fixture *f = *state;
-    unsigned deep = start_vm(f, "deep", "HostDeep", 0, NULL, 0, 262144);
-    unsigned good = start_fib(f, "good", 22, 7);
-    int status = 0;
-    assert_int_equal(hy_host_join(f->host, deep, &status), HY_OK);
-    assert_int_equal(status, 1);
-    assert_true(has_text(&f->out, "[deep] ERROR"));
-    assert_fib_done(f, good, "good", 22, 7);
+    assert_limit_ends_alone(*state, "deep", "HostDeep", 0, 262144, 7);
 }
 
 static void test_kill_inside_callouts(void **state) {
