@@ -1051,22 +1051,62 @@ void hyi_ffi_callback_free(hy_vm *vm, hyi_oop cb) {
     hyi_store(vm, cb, HYI_EA_FREED, vm->true_);
 }
 
-void hyi_ffi_release_all(hy_vm *vm) {
-    hyi_oop sym = hyi_symbol_c(vm, "ExternalCallback");
+/* The class-side variable var of the global class cls_name, or NULL. */
+static hyi_oop *class_side_var(hy_vm *vm, const char *cls_name, const char *var) {
+    hyi_oop sym = hyi_symbol_c(vm, cls_name);
     hyi_oop cls = sym ? hyi_global_get(vm, sym) : 0;
-    if (!cls || !hyi_is_ptr(cls) || hyi_fmt(cls) != HYI_FMT_SLOTS) return;
+    if (!cls || !hyi_is_ptr(cls) || hyi_fmt(cls) != HYI_FMT_SLOTS) return NULL;
     hyi_oop meta = hyi_o(cls)->cls;
     hyi_oop names = hyi_size(meta) > HYI_CLASS_FIELDS ? hyi_slots(meta)[HYI_CLASS_FIELDS] : 0;
-    if (!names || !hyi_is_ptr(names) || hyi_o(names)->cls != vm->cls.array) return;
+    if (!names || !hyi_is_ptr(names) || hyi_o(names)->cls != vm->cls.array) return NULL;
+    size_t len = strlen(var);
     for (uint32_t i = 0; i < hyi_size(names) && i < hyi_size(cls); i++) {
         hyi_oop nm = hyi_slots(names)[i];
-        if (!is_bytes_obj(nm) || hyi_size(nm) != 8 || memcmp(hyi_bytes(nm), "registry", 8) != 0) continue;
-        hyi_oop reg = hyi_slots(cls)[i];
-        if (!hyi_is_ptr(reg) || hyi_o(reg)->cls != vm->cls.array) return;
-        for (uint32_t k = 0; k < hyi_size(reg); k++) {
-            hyi_ffi_callback_free(vm, hyi_slots(reg)[k]);
-            hyi_slots(reg)[k] = vm->nil;
-        }
+        if (is_bytes_obj(nm) && hyi_size(nm) == len && memcmp(hyi_bytes(nm), var, len) == 0) return &hyi_slots(cls)[i];
+    }
+    return NULL;
+}
+
+void hyi_ffi_release_all(hy_vm *vm) {
+    hyi_oop *reg = class_side_var(vm, "ExternalCallback", "registry");
+    if (!reg || !hyi_is_ptr(*reg) || hyi_o(*reg)->cls != vm->cls.array) return;
+    for (uint32_t k = 0; k < hyi_size(*reg); k++) {
+        hyi_ffi_callback_free(vm, hyi_slots(*reg)[k]);
+        hyi_slots(*reg)[k] = vm->nil;
+    }
+}
+
+/* One entry of the exit calls, #(anExternalFunction argumentsArray): called directly (the
+ * caller owns the VM), with arguments that need no heap bytes. A malformed entry, or one whose
+ * function is no longer prepared (an image loaded after it was saved), is skipped. */
+static void exit_call(hy_vm *vm, hyi_oop e) {
+    if (!hyi_is_ptr(e) || hyi_o(e)->cls != vm->cls.array || hyi_size(e) != 2) return;
+    hyi_oop fn = hyi_slots(e)[0], args = hyi_slots(e)[1];
+    if (!hyi_ffi_is_a(vm, fn, HYI_FC_FUNCTION, HYI_EF_FIELDS) || !hyi_is_ptr(args) || hyi_o(args)->cls != vm->cls.array)
         return;
+    hyi_ffi_sig *s = hyi_ffi_sig_of_handle(hyi_slots(fn)[HYI_EF_HANDLE]);
+    if (!s || !s->fn || s->nargs != hyi_size(args) || s->scratch > HYI_FFI_SCRATCH) return;
+    alignas(16) uint8_t scratch[HYI_FFI_SCRATCH];
+    void *values[HYI_FFI_MAX_ARGS];
+    for (uint32_t i = 0; i < s->nargs; i++) {
+        char why[200];
+        values[i] = scratch + s->args[i].off;
+        if (s->args[i].kind == HYI_K_STRUCT ||
+            !hyi_ffi_to_c(vm, (hyi_ffi_kind)s->args[i].kind, s->args[i].size, vm->nil, hyi_slots(args)[i], values[i],
+                          false, why, sizeof why))
+            return;
+    }
+    ffi_call(&s->cif, FFI_FN(s->fn), scratch + s->ret.off, values);
+}
+
+void hyi_ffi_run_exit_calls(hy_vm *vm) {
+    hyi_oop *reg = class_side_var(vm, "ExternalFunction", "atExit");
+    if (!reg || !hyi_is_ptr(*reg) || hyi_o(*reg)->cls != vm->cls.array) return;
+    hyi_oop r = *reg;
+    for (uint32_t k = hyi_size(r); k-- > 0;) {
+        hyi_oop e = hyi_slots(r)[k];
+        if (e == vm->nil) continue;
+        hyi_slots(r)[k] = vm->nil;   /* nil is old: no barrier needed */
+        exit_call(vm, e);
     }
 }

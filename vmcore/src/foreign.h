@@ -152,5 +152,10 @@ void hyi_ffi_callback_free(hy_vm *vm, hyi_oop cb);
  * heap is still there; the owning thread calls it). Safe when ExternalCallback was never
  * loaded. */
 void hyi_ffi_release_all(hy_vm *vm);
+/* Make the calls the program registered with ExternalFunction>>callAtExitWith: (the class-side
+ * registry atExit), latest slots first, emptying the registry. The caller owns the VM; the calls
+ * keep it (a process waiting in a foreign call on the resource gets its call back, and waits
+ * for the VM to be free again). */
+void hyi_ffi_run_exit_calls(hy_vm *vm);
 
 #endif

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "foreign.h"
 #include "interp.h"
 #include "prims.h"
 #include "thread.h"
@@ -942,6 +943,16 @@ static bool wake_main_to_stop(hy_vm *vm) {
     return p->state == HYI_PS_RUNNABLE || p->state == HYI_PS_RUNNING || p->state == HYI_PS_CALLOUT;
 }
 
+/* The program has ended (this thread owns the VM): processes still running elsewhere poll,
+ * see done and end, and the program's foreign resources go now, before anything waits for a
+ * foreign call to return (closing a socket brings back the calls waiting on it, on whichever
+ * thread they are, the program's own included). */
+static void program_ends(hy_vm *vm) {
+    atomic_store(&S(vm)->done, true);
+    attention(vm);
+    hyi_ffi_run_exit_calls(vm);
+}
+
 static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
     hyi_sched *s = S(vm);
     uint32_t self = hyi_thread_self(vm);
@@ -951,8 +962,7 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
             /* Killed, or nothing left to unwind: the program ends here. */
             vm->exiting = true;
             s->main_status = HYI_RUN_EXIT;
-            atomic_store(&s->done, true);
-            attention(vm);   /* a process still running elsewhere polls, sees done and ends */
+            program_ends(vm);
             wake_idle(s);
             for (uint32_t i = 0; i < atomic_load(&s->nworkers); i++) sem_post(&s->worker_sem);
             if (s->current) {
@@ -1000,8 +1010,7 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
             if (main || vm->exiting) {
                 if (main) atomic_store(&s->main_ended, true);
                 s->main_status = st == HYI_RUN_OK ? HYI_RUN_OK : HYI_RUN_EXIT;
-                atomic_store(&s->done, true);
-                attention(vm);   /* a process still running elsewhere polls, sees done and ends */
+                program_ends(vm);
                 save_current(vm);
                 wake_idle(s);
                 for (uint32_t i = 0; i < atomic_load(&s->nworkers); i++) sem_post(&s->worker_sem);

@@ -773,6 +773,7 @@ void hy_vm_free(hy_vm *vm) {
     hyi_sched_fini(vm);
     if (vm->threads && vm->nil && hyi_thread_attach(vm)) {
         if (hyi_tracing(vm)) hyi_trace_own_begin(vm, HYI_TRACE_ATTACH, false);
+        hyi_ffi_run_exit_calls(vm);   /* none unless no program ran to its end */
         hyi_ffi_release_all(vm);   /* callbacks the program never freed */
         if (hyi_tracing(vm)) hyi_trace_own_end(vm);
         hyi_thread_detach(vm);
