@@ -294,6 +294,24 @@ static void test_full_gc_reclaims_garbage_in_old_space(void **state) {
     bare_vm_free(vm);
 }
 
+/* A large object that died leaves its mapping for the next one: no new mapping per object,
+ * and the reused memory reads as zero again. */
+static void test_dead_large_objects_leave_their_memory_for_the_next(void **state) {
+    (void)state;
+    hy_vm *vm = bare_vm(0, 0);
+    hyi_gc_full(vm);
+    uint64_t mapped0 = vm->heap.stats.old_mappings;
+    for (int i = 0; i < 50; i++) {
+        hyi_oop big = hyi_heap_alloc_old(vm, 0, HYI_FMT_BYTES, 300000 + (uint32_t)i * 8);
+        assert_true(big != 0);
+        for (uint32_t b = 0; b < hyi_size(big); b += 997) assert_int_equal(hyi_bytes(big)[b], 0);
+        memset(hyi_bytes(big), 0xa5, hyi_size(big));
+        hyi_gc_full(vm);   /* big is garbage now */
+    }
+    assert_true(vm->heap.stats.old_mappings - mapped0 <= 2);
+    bare_vm_free(vm);
+}
+
 static void count_old(hy_vm *vm, hyi_oop o, void *arg) {
     (void)vm;
     assert_int_not_equal(hyi_fmt(o), HYI_FMT_FREE);
@@ -579,6 +597,7 @@ int main(void) {
         cmocka_unit_test(test_pin_moves_a_young_object_to_old_space),
         cmocka_unit_test(test_heap_limit_makes_allocation_fail_and_heap_recovers),
         cmocka_unit_test(test_stats_count_collections),
+        cmocka_unit_test(test_dead_large_objects_leave_their_memory_for_the_next),
         cmocka_unit_test(test_stress_mode_collects_at_every_allocation),
         cmocka_unit_test(test_stress_full_gc_interval_comes_from_the_environment),
         cmocka_unit_test(test_impossible_sizes_fail_without_crashing),

@@ -10,6 +10,7 @@
  *  - Old space is a list of segments. Objects in a segment lie back to back from its base up to
  *    its walk end; dead ones become HYI_FMT_FREE chunks (free-list link in cls), so old space is
  *    always walkable. Objects larger than a quarter segment get a mapping of their own.
+ *    Emptied segments are kept mapped (up to HEAP_SPARE_MAX bytes) and reused.
  *  - Old objects never move; pinned ones are old. No mark bit is set outside a full GC.
  *  - The remembered set lists old objects that may hold young oops. When it cannot grow (no
  *    memory), rs_overflow makes the next scavenge scan all of old space instead.
@@ -35,6 +36,7 @@
 #define HEAP_MAX_OBJECT ((size_t)1 << 30)        /* no single object may be bigger */
 #define HEAP_TENURE_AGE 2                        /* scavenges survived before tenuring */
 #define HEAP_MIN_FULL_TRIGGER ((size_t)8 << 20)  /* old-space growth that triggers a full GC */
+#define HEAP_SPARE_MAX ((size_t)32 << 20)        /* bytes of emptied mappings kept for reuse */
 #define HEAP_STRESS_FULL_EVERY 1000
 #define HEAP_STRESS_ROOT_BUDGET 16384            /* see stress_due() */
 #define HEAP_SMALL_MAX 512                       /* exact-size free lists up to this many bytes */
@@ -64,6 +66,12 @@ struct hyi_old_space {
     size_t last_roots;            /* root slots the last scavenge visited */
     size_t stress_skipped;        /* young allocations since the last stress scavenge */
     uint8_t *eden_end;            /* real end of eden */
+
+    /* Emptied segments kept mapped for reuse (their pages are in memory already: a new mapping
+     * costs a page fault per page, more than initialising a large object), at most spare_max
+     * bytes of them. */
+    segment *spare;
+    size_t spare_bytes, spare_max;
 
     /* Scavenge work list of tenured objects still to scan, reserved for the worst case. */
     hyi_oop *promoted;
@@ -205,14 +213,34 @@ static uint8_t *alloc_from_lists(struct hyi_old_space *os, size_t bytes) {
     return NULL;
 }
 
-static segment *segment_new(struct hyi_old_space *os, size_t bytes, bool large) {
-    segment *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
-    s->map_bytes = page_round(bytes);
-    s->base = map_bytes(s->map_bytes);
-    if (!s->base) {
-        free(s);
-        return NULL;
+/* The spare segment that best fits a mapping of n bytes (at most a quarter bigger), taken off
+ * the spare list, or NULL. */
+static segment *take_spare(struct hyi_old_space *os, size_t n) {
+    segment **best = NULL;
+    for (segment **l = &os->spare; *l; l = &(*l)->next)
+        if ((*l)->map_bytes >= n && (*l)->map_bytes - n <= n / 4 && (!best || (*l)->map_bytes < (*best)->map_bytes))
+            best = l;
+    if (!best) return NULL;
+    segment *s = *best;
+    *best = s->next;
+    os->spare_bytes -= s->map_bytes;
+    return s;
+}
+
+static segment *segment_new(hyi_heap *h, size_t bytes, bool large) {
+    struct hyi_old_space *os = h->old;
+    size_t n = page_round(bytes);
+    segment *s = take_spare(os, n);
+    if (!s) {
+        h->stats.old_mappings++;
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        s->map_bytes = n;
+        s->base = map_bytes(n);
+        if (!s->base) {
+            free(s);
+            return NULL;
+        }
     }
     s->top = s->base;
     s->end = s->base + s->map_bytes;
@@ -227,10 +255,22 @@ static void segment_free(segment *s) {
     free(s);
 }
 
+/* An emptied segment: kept for reuse while the spares stay within spare_max, else unmapped. */
+static void segment_release(struct hyi_old_space *os, segment *s) {
+    if (os->spare_bytes + s->map_bytes > os->spare_max) {
+        segment_free(s);
+        return;
+    }
+    s->next = os->spare;
+    os->spare = s;
+    os->spare_bytes += s->map_bytes;
+}
+
 /* Old-space memory for bytes, ignoring the heap limit; NULL only when the OS has none. */
-static uint8_t *old_raw_alloc(struct hyi_old_space *os, size_t bytes) {
+static uint8_t *old_raw_alloc(hyi_heap *h, size_t bytes) {
+    struct hyi_old_space *os = h->old;
     if (bytes > HEAP_LARGE_SEG) {
-        segment *s = segment_new(os, bytes, true);
+        segment *s = segment_new(h, bytes, true);
         if (!s) return NULL;
         s->top = s->base + bytes;
         return s->base;
@@ -243,7 +283,7 @@ static uint8_t *old_raw_alloc(struct hyi_old_space *os, size_t bytes) {
         cur->top += bytes;
         return p;
     }
-    segment *s = segment_new(os, HEAP_SEGMENT, false);
+    segment *s = segment_new(h, HEAP_SEGMENT, false);
     if (!s) return NULL;
     if (cur && (size_t)(cur->end - cur->top) >= HEAP_MIN_CHUNK) {
         /* The old bump segment's tail becomes a free chunk (an 8-byte tail stays past top). */
@@ -281,7 +321,7 @@ static hyi_oop alloc_old_checked(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_
             collect_for_allocation(vm, true);
         if (!fits_limit(h, bytes)) return 0;
     }
-    uint8_t *p = old_raw_alloc(os, bytes);
+    uint8_t *p = old_raw_alloc(h, bytes);
     if (!p) return 0;
     os->in_use += bytes;
     hyi_oop o = init_object(vm, p, bytes, cls, fmt, size, true);
@@ -430,7 +470,7 @@ static hyi_oop forward(scavenger *sc, hyi_oop o) {
                        (size_t)(h->surv_to_hi - sc->to_top) >= n;
     uint8_t *dst = NULL;
     if (!to_survivor) {
-        dst = old_raw_alloc(os, n);
+        dst = old_raw_alloc(h, n);
         /* The OS refused memory: keep the object young if there is any room. */
         if (!dst && (size_t)(h->surv_to_hi - sc->to_top) >= n) to_survivor = true;
         else if (!dst) heap_fatal("out of memory while collecting");
@@ -614,7 +654,7 @@ static void unmark(hy_vm *vm, hyi_oop o, void *arg) {
 /* ---- Full GC: sweep ------------------------------------------------------------------------ */
 
 /* Free every unmarked old object, coalescing neighbours into free chunks, and unmark the rest.
- * Returns the bytes freed. Segments left empty go back to the OS. */
+ * Returns the bytes freed. Segments left empty become spares or go back to the OS. */
 static size_t sweep(struct hyi_old_space *os) {
     size_t freed = 0;
     memset(os->free_small, 0, sizeof os->free_small);
@@ -632,7 +672,7 @@ static size_t sweep(struct hyi_old_space *os) {
                 freed += n;
                 os->in_use -= n;
                 *link = s->next;
-                segment_free(s);
+                segment_release(os, s);
             }
             continue;
         }
@@ -655,7 +695,7 @@ static size_t sweep(struct hyi_old_space *os) {
         }
         if (run == s->base && s != os->current) {
             *link = s->next;
-            segment_free(s);
+            segment_release(os, s);
             continue;
         }
         if (run && s == os->current) s->top = run; /* give the tail back to bump allocation */
@@ -743,7 +783,7 @@ uint8_t *hyi_heap_adopt_old(hy_vm *vm, size_t bytes) {
     hyi_heap *h = &vm->heap;
     struct hyi_old_space *os = h->old;
     if (!bytes || bytes % 8) return NULL;
-    segment *s = segment_new(os, bytes, false);
+    segment *s = segment_new(h, bytes, false);
     if (!s) return NULL;
     s->top = s->base + bytes;
     os->in_use += bytes;
@@ -781,6 +821,7 @@ bool hyi_heap_init(hy_vm *vm, const hyi_heap_config *cfg) {
     h->eden_size = eden;
     h->survivor_size = surv;
     h->limit = cfg ? cfg->limit : 0;
+    os->spare_max = h->limit && h->limit / 4 < HEAP_SPARE_MAX ? h->limit / 4 : HEAP_SPARE_MAX;
     h->stress = cfg && cfg->gc_stress;
     h->stress_full_every = HEAP_STRESS_FULL_EVERY;
     const char *env = getenv("HYDRA_GC_STRESS_FULL_EVERY");
@@ -818,6 +859,10 @@ void hyi_heap_fini(hy_vm *vm) {
     if (h->young_lo) munmap(h->young_lo, (size_t)(h->young_hi - h->young_lo));
     if (os) {
         for (segment *s = os->segments, *next; s; s = next) {
+            next = s->next;
+            segment_free(s);
+        }
+        for (segment *s = os->spare, *next; s; s = next) {
             next = s->next;
             segment_free(s);
         }

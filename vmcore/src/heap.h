@@ -30,6 +30,7 @@ typedef struct hyi_gc_stats {
     uint64_t max_pause_ns;      /* longest single pause */
     uint64_t old_bytes;         /* bytes in use in old space now */
     uint64_t young_bytes;       /* bytes in use in eden + survivor now */
+    uint64_t old_mappings;      /* old-space segments mapped from the OS (a reused spare: none) */
 } hyi_gc_stats;
 
 struct hyi_old_space; /* private to heap.c / gc.c */
