@@ -40,6 +40,9 @@ static const kind_name kind_names[] = {
     KN("int8", HYI_K_INT8), KN("uint8", HYI_K_UINT8), KN("int16", HYI_K_INT16), KN("uint16", HYI_K_UINT16),
     KN("int32", HYI_K_INT32), KN("uint32", HYI_K_UINT32), KN("int64", HYI_K_INT64), KN("uint64", HYI_K_UINT64),
     KN("float", HYI_K_FLOAT), KN("double", HYI_K_DOUBLE), KN("pointer", HYI_K_POINTER), KN("string", HYI_K_STRING),
+    /* A pointer to memory C only reads: as an argument, a young ByteArray or String copied for
+     * the call is not copied back (sig_layout marks the slot); elsewhere a pointer. */
+    KN("constPointer", HYI_K_POINTER),
     /* C names, sized as this platform's compiler sizes them. */
     KN("char", INT_KIND(sizeof(char), CHAR_MIN < 0)), KN("schar", HYI_K_INT8), KN("uchar", HYI_K_UINT8),
     KN("short", INT_KIND(sizeof(short), 1)), KN("ushort", INT_KIND(sizeof(short), 0)),
@@ -286,7 +289,9 @@ static bool sig_layout(builder *b, hyi_oop ret, hyi_oop arg_types, bool callback
             return false;
         }
         if (slots && ats) {
+            hyi_oop name = hyi_slots(arg_types)[i];
             slots[i].kind = (uint8_t)k;
+            slots[i].read_only = is_string(vm, name) && hyi_size(name) == 12 && memcmp(hyi_bytes(name), "constPointer", 12) == 0;
             ats[i] = t;
         }
     }
@@ -823,7 +828,7 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
     /* The VM is ours again: anything may have moved, so fields are read from the root. What C
      * wrote into the copies goes back into the objects, wherever they are now. */
     for (uint32_t i = 0; copied && i < n; i++)
-        if (copied >> i & 1) memcpy(hyi_bytes(av[i]), copy_of[i], hyi_size(av[i]));
+        if ((copied >> i & 1) && !s->args[i].read_only) memcpy(hyi_bytes(av[i]), copy_of[i], hyi_size(av[i]));
     if (copies != stack_copies) free(copies);
     narrow_result(rk, rv);
     hyi_oop fn = *fnp;

@@ -77,11 +77,13 @@ const char *hyi_ffi_describe(hy_vm *vm, hyi_oop o, char *buf, size_t n);
 
 #define HYI_FFI_MAX_ARGS 32
 #define HYI_FFI_SCRATCH 512   /* bytes of arguments and result a call keeps on the C stack */
-#define HYI_FFI_COPY_MAX 16384 /* a young byte object passed by address up to this size is copied */
+#define HYI_FFI_COPY_MAX 65536 /* a young byte object passed by address up to this size is copied
+                                  (every young one: bigger objects are allocated old) */
 #define HYI_FFI_COPY_STACK 1024 /* bytes of such copies a call keeps on the C stack */
 
 typedef struct hyi_ffi_slot {
     uint8_t kind;      /* hyi_ffi_kind */
+    bool read_only;    /* declared #constPointer: a copy made for the call is not copied back */
     uint32_t size;     /* bytes of the C value */
     uint32_t off;      /* offset of the value in a call's scratch area */
 } hyi_ffi_slot;
