@@ -62,8 +62,10 @@ tcp)
     await "$dir/a.out" "<guest> hi from nngcat" || fail "nngcat's line did not reach the room"
     # The room also publishes control lines (~pong NICK while a member, perhaps bot1, is still
     # connecting, one per ping): every line must be one or the other, and chat lines must come.
-    lines=$(nngcat --sub --dial tcp://127.0.0.1:$((port + 1)) --ascii --count 16 --recv-timeout 10) \
+    # Messages carry no newline: --quoted prints one per line (--ascii would run them together).
+    lines=$(nngcat --sub --dial tcp://127.0.0.1:$((port + 1)) --quoted --count 16 --recv-timeout 10) \
         || fail "nngcat --sub failed"
+    lines=$(echo "$lines" | sed 's/^"//; s/"$//')
     echo "$lines" | grep -qv '^<[a-z0-9]*> \|^\* \|^~pong [a-z0-9]*$' && fail "nngcat --sub got '$lines'"
     echo "$lines" | grep -q '^<bot1> \|^\* ' || fail "nngcat --sub got no chat line: '$lines'"
     echo "/quit" >&3
