@@ -158,6 +158,21 @@ static void test_two_vms_run_on_two_threads_at_once(void **state) {
     assert_true(jobs[1].stats.scavenges + jobs[1].stats.full_gcs > 0);
 }
 
+/* A new VM on the core library and dir, its output captured in *j (which must outlive it). */
+static hy_vm *new_vm_on(job *j, const char *dir, bool timeslice) {
+    memset(j, 0, sizeof *j);
+    snprintf(j->classpath, sizeof j->classpath, "%s/images/core:%s", HYDRA_SOURCE_DIR, dir);
+    hy_config cfg;
+    hy_config_init(&cfg);
+    cfg.classpath = j->classpath;
+    cfg.write = capture;
+    cfg.write_ctx = j;
+    cfg.timeslice = timeslice;
+    hy_vm *vm = NULL;
+    assert_int_equal(hy_vm_new(&cfg, &vm), HY_OK);
+    return vm;
+}
+
 /* ---- External semaphores and the threaded VM's counters, from C ---------------------------- */
 
 typedef struct signaller {
@@ -178,15 +193,7 @@ static void *signal_later(void *arg) {
  * `signals` times, 20 ms apart; the program's exit status, and the VM's counters in *ts. */
 static int run_signalled(const char *dir, const char *name, int signals, hy_thread_stats *ts) {
     job j;
-    memset(&j, 0, sizeof j);
-    snprintf(j.classpath, sizeof j.classpath, "%s/images/core:%s", HYDRA_SOURCE_DIR, dir);
-    hy_config cfg;
-    hy_config_init(&cfg);
-    cfg.classpath = j.classpath;
-    cfg.write = capture;
-    cfg.write_ctx = &j;
-    hy_vm *vm = NULL;
-    assert_int_equal(hy_vm_new(&cfg, &vm), HY_OK);
+    hy_vm *vm = new_vm_on(&j, dir, false);
     signaller sg = { vm, signals };
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, signal_later, &sg), 0);
@@ -261,16 +268,7 @@ static void test_external_signal_during_a_blocking_call(void **state) {
 
 static int run_slice(const char *dir, bool timeslice) {
     job j;
-    memset(&j, 0, sizeof j);
-    snprintf(j.classpath, sizeof j.classpath, "%s/images/core:%s", HYDRA_SOURCE_DIR, dir);
-    hy_config cfg;
-    hy_config_init(&cfg);
-    cfg.classpath = j.classpath;
-    cfg.write = capture;
-    cfg.write_ctx = &j;
-    cfg.timeslice = timeslice;
-    hy_vm *vm = NULL;
-    assert_int_equal(hy_vm_new(&cfg, &vm), HY_OK);
+    hy_vm *vm = new_vm_on(&j, dir, timeslice);
     int status = -1;
     assert_int_equal(hy_vm_run_main(vm, "Slice", 0, NULL, &status), HY_OK);
     hy_vm_free(vm);
