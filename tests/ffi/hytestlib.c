@@ -49,6 +49,18 @@ HY_EXPORT int64_t hy_sum8(int8_t a, uint8_t b, int16_t c, uint16_t d, int32_t e,
     return (int64_t)a + b + c + d + e + (int64_t)f + g + (int64_t)h;
 }
 
+/* Six arguments of six widths: as many as the integer argument registers of x86-64, the most
+ * a direct call takes (vmcore/src/foreign.c). */
+HY_EXPORT int64_t hy_sum6(int8_t a, uint8_t b, int16_t c, uint16_t d, int32_t e, uint32_t f) {
+    return (int64_t)a + b + c + d + e + (int64_t)f;
+}
+
+/* The low bits of x at a narrower type: the compiler may leave x's other bits in the result
+ * register, which the caller must ignore. */
+HY_EXPORT int8_t hy_low_i8(int64_t x) { return (int8_t)x; }
+HY_EXPORT uint16_t hy_low_u16(int64_t x) { return (uint16_t)x; }
+HY_EXPORT int32_t hy_low_i32(int64_t x) { return (int32_t)x; }
+
 /* ---- Floating point ------------------------------------------------------------------------ */
 
 HY_EXPORT float hy_mul_f(float a, float b) { return a * b; }

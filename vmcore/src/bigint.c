@@ -342,6 +342,7 @@ hyi_big_status hyi_bigint_make(hy_vm *vm, const hyi_limb *d, size_t n, bool neg,
 }
 
 hyi_oop hyi_bigint_from_uint64(hy_vm *vm, uint64_t v) {
+    if (v <= (uint64_t)HYI_SMI_MAX) return hyi_smi((intptr_t)v);   /* the common case, at once */
     hyi_limb d[2] = {(hyi_limb)v, (hyi_limb)(v >> LIMB_BITS)};
     return make(vm, d, 2, false, false);
 }

@@ -94,6 +94,51 @@ static ffi_type *scalar_type(hyi_ffi_kind k) {
     }
 }
 
+/* ---- Direct calls -------------------------------------------------------------------------- */
+
+/* A function whose arguments (at most HYI_FFI_DIRECT_MAX) and result are all integers or
+ * pointers takes each argument in the next integer register and answers in the first, on the
+ * ABIs below; there it is called directly, through a pointer of type hyi_direct_fn, with every
+ * argument widened to 64 bits as its type asks (sign or zero extension, what both ABIs expect
+ * of the caller), unused registers zero. ffi_call classifies the arguments again on every
+ * call, which costs more than the rest of a small call; everything else (floating point,
+ * structures, callbacks, more arguments) goes through it. */
+#if (defined(__x86_64__) && !defined(_WIN32)) || (defined(__aarch64__) && !defined(__APPLE__))
+#define HYI_FFI_DIRECT_MAX 6
+#else
+#define HYI_FFI_DIRECT_MAX 0
+#endif
+
+static bool integer_class(hyi_ffi_kind k) {
+    switch (k) {
+    case HYI_K_INT8: case HYI_K_UINT8: case HYI_K_INT16: case HYI_K_UINT16: case HYI_K_INT32:
+    case HYI_K_UINT32: case HYI_K_INT64: case HYI_K_UINT64: case HYI_K_POINTER: case HYI_K_STRING:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool direct_signature(hyi_ffi_kind rk, const hyi_ffi_slot *args, uint32_t n) {
+    if (n > HYI_FFI_DIRECT_MAX || (rk != HYI_K_VOID && !integer_class(rk))) return false;
+    for (uint32_t i = 0; i < n; i++)
+        if (!integer_class((hyi_ffi_kind)args[i].kind)) return false;
+    return true;
+}
+
+/* The register image of an argument marshalled at p. */
+static uint64_t direct_word(hyi_ffi_kind k, const void *p) {
+    switch (k) {
+    case HYI_K_INT8: { int8_t x; memcpy(&x, p, 1); return (uint64_t)(int64_t)x; }
+    case HYI_K_UINT8: { uint8_t x; memcpy(&x, p, 1); return x; }
+    case HYI_K_INT16: { int16_t x; memcpy(&x, p, 2); return (uint64_t)(int64_t)x; }
+    case HYI_K_UINT16: { uint16_t x; memcpy(&x, p, 2); return x; }
+    case HYI_K_INT32: { int32_t x; memcpy(&x, p, 4); return (uint64_t)(int64_t)x; }
+    case HYI_K_UINT32: { uint32_t x; memcpy(&x, p, 4); return x; }
+    default: { uint64_t x; memcpy(&x, p, 8); return x; }
+    }
+}
+
 /* ---- Objects ------------------------------------------------------------------------------ */
 
 static bool is_bytes_obj(hyi_oop o) { return hyi_is_ptr(o) && hyi_fmt(o) == HYI_FMT_BYTES; }
@@ -319,6 +364,7 @@ static bool sig_layout(builder *b, hyi_oop ret, hyi_oop arg_types, bool callback
         size_t rroom = rsize > sizeof(ffi_arg) ? rsize : sizeof(ffi_arg);
         off += round_up(rroom > 8 ? rroom : 8, 16);
         s->scratch = (uint32_t)off;
+        s->direct = !callback && direct_signature(rk, slots, n);
         s->magic = SIG_MAGIC;
         s->self = s;
     }
@@ -739,6 +785,77 @@ static bool copy_in(hy_vm *vm, hyi_ffi_kind k, hyi_oop v, uint8_t *buf, void *ds
     return true;
 }
 
+/* The common case of a direct call, without the general path's passes: every argument is a
+ * SmallInteger in range for an integer type, or for a pointer nil, an ExternalAddress, a
+ * pinned ByteArray or String, or a young one that fits the copies kept on the stack. Answers
+ * false, having done nothing, when an argument is anything else: the general path then
+ * handles it (pinning, C memory for big copies) or says what is wrong with it. (Out of line: its
+ * stack copies and the general path's are never both on the stack.) */
+static __attribute__((noinline)) bool call_direct(hy_vm *vm, const hyi_ffi_sig *s, hyi_oop *fnp, hyi_oop *av,
+                                                  uint32_t n, hyi_oop *result, hyi_prim_status *st) {
+    static const struct { int64_t lo; uint64_t hi; } range[] = {
+        [HYI_K_INT8] = { INT8_MIN, INT8_MAX }, [HYI_K_UINT8] = { 0, UINT8_MAX },
+        [HYI_K_INT16] = { INT16_MIN, INT16_MAX }, [HYI_K_UINT16] = { 0, UINT16_MAX },
+        [HYI_K_INT32] = { INT32_MIN, INT32_MAX }, [HYI_K_UINT32] = { 0, UINT32_MAX },
+        [HYI_K_INT64] = { INT64_MIN, INT64_MAX }, [HYI_K_UINT64] = { 0, UINT64_MAX },
+    };
+    uint64_t w[6] = {0};
+    alignas(16) uint8_t copies[HYI_FFI_COPY_STACK];
+    uint8_t *copy_of[6];
+    uint32_t copied = 0;   /* bit i: argument i is passed as a copy */
+    size_t at = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        hyi_ffi_kind k = (hyi_ffi_kind)s->args[i].kind;
+        hyi_oop v = av[i];
+        if (k != HYI_K_POINTER && k != HYI_K_STRING) {
+            if (!hyi_is_smi(v)) return false;
+            int64_t x = hyi_smi_val(v);
+            if (x < range[k].lo || (x > 0 && (uint64_t)x > range[k].hi)) return false;
+            w[i] = (uint64_t)x;   /* sign-extended for a signed type, zero-extended otherwise */
+        } else if (v == vm->nil) {
+            w[i] = 0;
+        } else if (is_bytes_obj(v)) {
+            /* Strings for char * need the general path's check for an embedded NUL. */
+            if (k != HYI_K_POINTER || !(is_bytearray(vm, v) || is_string(vm, v))) return false;
+            size_t size = hyi_size(v);
+            if (hyi_o(v)->pinned) {
+                w[i] = (uint64_t)(uintptr_t)hyi_bytes(v);
+            } else {
+                if (hyi_o(v)->old || size + 1 > sizeof copies - at) return false;
+                uint8_t *c = copies + at;
+                memcpy(c, hyi_bytes(v), size);
+                c[size] = 0;   /* as after the bytes of every byte object */
+                copy_of[i] = c;
+                copied |= 1u << i;
+                at += round_up(size + 1, 16);
+                w[i] = (uint64_t)(uintptr_t)c;
+            }
+        } else {
+            void *p;
+            size_t size;
+            char why[200];
+            if (!hyi_ffi_is_a(vm, v, HYI_FC_ADDRESS, HYI_EA_FIELDS) || !hyi_ffi_address(vm, v, &p, &size, why, sizeof why))
+                return false;
+            w[i] = (uint64_t)(uintptr_t)p;
+        }
+    }
+    hyi_direct_fn f = (hyi_direct_fn)s->fn;
+    uint64_t r = __builtin_expect(s->unthreaded, 0) ? f(w[0], w[1], w[2], w[3], w[4], w[5])
+                                                     : hyi_callout_direct(vm, s->blocking, f, w);
+    /* The VM is ours again; the objects may have moved (av are roots). */
+    for (uint32_t i = 0; copied && i < n; i++)
+        if ((copied >> i & 1) && !s->args[i].read_only) memcpy(hyi_bytes(av[i]), copy_of[i], hyi_size(av[i]));
+    hyi_ffi_kind rk = (hyi_ffi_kind)s->ret.kind;
+    uint8_t rv[sizeof r];
+    memcpy(rv, &r, sizeof r);
+    narrow_result(rk, rv);
+    hyi_oop fn = *fnp;
+    hyi_oop o = hyi_ffi_from_c(vm, rk, rv, hyi_slots(fn)[HYI_EF_ADDRESS_CLASS], vm->nil);
+    *st = o ? HYI_PRIM_OK : HYI_PRIM_OOM;
+    if (o) *result = o;
+    return true;
+}
+
 hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, hyi_oop *result) {
     /* The primitive runs only for ExternalFunctions (its method's class): checking the shape
      * is enough to read the fields, and the handle checks itself. */
@@ -753,6 +870,8 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
         if (!s->fn) return hyi_prim_fail(vm, "%.*s is a NULL function pointer", nlen, name);
         return hyi_prim_fail(vm, "%.*s takes %u argument%s, got %u", nlen, name, s->nargs, s->nargs == 1 ? "" : "s", n);
     }
+    hyi_prim_status st;
+    if (s->direct && !hyi_tracing(vm) && call_direct(vm, s, fnp, av, n, result, &st)) return st;
 
     /* The heap bytes handed to C must not move during the call. A young ByteArray or String of
      * at most HYI_FFI_COPY_MAX bytes passed itself is copied into C memory for the call and
@@ -818,12 +937,20 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
     void *rv = scratch + s->ret.off;
     hyi_ffi_kind rk = (hyi_ffi_kind)s->ret.kind;
 
-    if (__builtin_expect(hyi_tracing(vm), 0))
+    if (__builtin_expect(hyi_tracing(vm), 0)) {
         call_traced(vm, *fnp, s, rv, values);
-    else if (__builtin_expect(s->unthreaded, 0))
+    } else if (s->direct) {
+        uint64_t w[6] = {0};
+        for (uint32_t i = 0; i < n; i++) w[i] = direct_word((hyi_ffi_kind)s->args[i].kind, values[i]);
+        hyi_direct_fn f = (hyi_direct_fn)s->fn;
+        uint64_t r = __builtin_expect(s->unthreaded, 0) ? f(w[0], w[1], w[2], w[3], w[4], w[5])
+                                                         : hyi_callout_direct(vm, s->blocking, f, w);
+        if (rk != HYI_K_VOID) memcpy(rv, &r, sizeof r);
+    } else if (__builtin_expect(s->unthreaded, 0)) {
         ffi_call(&s->cif, FFI_FN(s->fn), rv, values);
-    else
+    } else {
         hyi_callout_ffi(vm, s->blocking, &s->cif, FFI_FN(s->fn), rv, values);
+    }
 
     /* The VM is ours again: anything may have moved, so fields are read from the root. What C
      * wrote into the copies goes back into the objects, wherever they are now. */

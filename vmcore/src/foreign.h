@@ -94,6 +94,7 @@ typedef struct hyi_ffi_sig {
     void *fn;                  /* the C function (callouts) */
     bool blocking;             /* calls hand the VM off at once */
     bool unthreaded;           /* calls keep the VM (no disown/own): tiny functions, baselines */
+    bool direct;               /* integers and pointers only: called without ffi_call (see foreign.c) */
     uint32_t nargs;
     uint32_t scratch;          /* bytes of scratch area a call needs */
     hyi_ffi_slot ret;

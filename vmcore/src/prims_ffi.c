@@ -299,14 +299,17 @@ static bool locate(hy_vm *vm, hyi_oop target, hyi_oop off, size_t width, bool wr
     }
     size_t o = (size_t)hyi_smi_val(off), size;
     uint8_t *base;
-    if (hyi_ffi_is_a(vm, target, HYI_FC_ADDRESS, HYI_EA_FIELDS)) {
+    /* A byte object cannot be an ExternalAddress (a pointer object): telling it apart first
+     * spares the walk up its class chain. */
+    bool bytes = hyi_is_ptr(target) && hyi_fmt(target) == HYI_FMT_BYTES;
+    if (bytes && (is_bytearray(vm, target) || (!write && is_string_obj(vm, target)))) {
+        base = hyi_bytes(target);
+        size = hyi_size(target);
+    } else if (!bytes && hyi_ffi_is_a(vm, target, HYI_FC_ADDRESS, HYI_EA_FIELDS)) {
         void *a;
         if (!hyi_ffi_address(vm, target, &a, &size, why, n)) return false;
         if (!a) { snprintf(why, n, "the ExternalAddress is NULL"); return false; }
         base = a;
-    } else if (is_bytearray(vm, target) || (!write && is_string_obj(vm, target))) {
-        base = hyi_bytes(target);
-        size = hyi_size(target);
     } else {
         snprintf(why, n, "expected an ExternalAddress or a ByteArray, got %s", hyi_ffi_describe(vm, target, d, sizeof d));
         return false;

@@ -374,6 +374,14 @@ void hyi_callout_ffi(hy_vm *vm, bool blocking, void *cif, void (*fn)(void), void
     callout_end(vm, &c);
 }
 
+uint64_t hyi_callout_direct(hy_vm *vm, bool blocking, hyi_direct_fn fn, const uint64_t *w) {
+    hyi_callout c;
+    callout_begin(vm, &c, blocking, false);
+    uint64_t r = fn(w[0], w[1], w[2], w[3], w[4], w[5]);
+    callout_end(vm, &c);
+    return r;
+}
+
 void hyi_callback_enter(hy_vm *vm, hyi_callback_state *st) {
     struct hyi_threads *th = vm->threads;
     uint32_t i = self_index(th);

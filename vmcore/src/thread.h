@@ -39,6 +39,10 @@ void hyi_callout_end(hy_vm *vm, hyi_callout *c);
  * callout, in one function so that the fast path stays in registers. cif is a prepared libffi
  * ffi_cif (void * here: no libffi types in this header). */
 void hyi_callout_ffi(hy_vm *vm, bool blocking, void *cif, void (*fn)(void), void *rv, void **values);
+/* The same for a function called directly (foreign.c: integer and pointer arguments only),
+ * with its six integer argument registers w; answers its integer result register. */
+typedef uint64_t (*hyi_direct_fn)(uint64_t, uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
+uint64_t hyi_callout_direct(hy_vm *vm, bool blocking, hyi_direct_fn fn, const uint64_t *w);
 
 /* A callback from C, on any thread (the thread of a callout in flight, or a foreign thread):
  * own the VM, waiting as long as needed. The state lives on the caller's C stack. */
