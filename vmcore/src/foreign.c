@@ -483,10 +483,15 @@ static bool float_to_c(hy_vm *vm, hyi_oop v, double *out, char *why, size_t n) {
 
 bool hyi_ffi_address(hy_vm *vm, hyi_oop ea, void **p, size_t *size, char *why, size_t n) {
     if (!hyi_ffi_is_a(vm, ea, HYI_FC_ADDRESS, HYI_EA_FIELDS)) return expected(vm, why, n, "an ExternalAddress", ea);
+    return hyi_ffi_address_of(vm, ea, p, size, why, n);
+}
+
+bool hyi_ffi_address_of(hy_vm *vm, hyi_oop ea, void **p, size_t *size, char *why, size_t n) {
     hyi_oop *f = hyi_slots(ea);
     if (f[HYI_EA_FREED] == vm->true_) return why_msg(why, n, "the ExternalAddress was freed");
     hyi_oop base = f[HYI_EA_BASE];
-    if (base != vm->nil && hyi_ffi_is_a(vm, base, HYI_FC_ADDRESS, HYI_EA_FIELDS) &&
+    /* (An address allocate: answered is its own base: its freed flag was just read.) */
+    if (base != vm->nil && base != ea && hyi_ffi_is_a(vm, base, HYI_FC_ADDRESS, HYI_EA_FIELDS) &&
         hyi_slots(base)[HYI_EA_FREED] == vm->true_)
         return why_msg(why, n, "the memory this ExternalAddress points into was freed");
     hyi_oop a = f[HYI_EA_ADDRESS];
@@ -834,7 +839,7 @@ static __attribute__((noinline)) bool call_direct(hy_vm *vm, const hyi_ffi_sig *
             void *p;
             size_t size;
             char why[200];
-            if (!hyi_ffi_is_a(vm, v, HYI_FC_ADDRESS, HYI_EA_FIELDS) || !hyi_ffi_address(vm, v, &p, &size, why, sizeof why))
+            if (!hyi_ffi_is_a(vm, v, HYI_FC_ADDRESS, HYI_EA_FIELDS) || !hyi_ffi_address_of(vm, v, &p, &size, why, sizeof why))
                 return false;
             w[i] = (uint64_t)(uintptr_t)p;
         }

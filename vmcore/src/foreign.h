@@ -132,6 +132,8 @@ hyi_oop hyi_ffi_from_c(hy_vm *vm, hyi_ffi_kind k, const void *src, hyi_oop addr_
 /* The raw address held by an ExternalAddress (a live one: NULL is allowed). size: its known
  * size, or SIZE_MAX. false with a reason in why (freed, malformed). */
 bool hyi_ffi_address(hy_vm *vm, hyi_oop ea, void **p, size_t *size, char *why, size_t why_len);
+/* The same for ea already known to be an ExternalAddress (hyi_ffi_is_a). */
+bool hyi_ffi_address_of(hy_vm *vm, hyi_oop ea, void **p, size_t *size, char *why, size_t why_len);
 /* A new instance of addr_cls (ExternalAddress or a subclass) for p, with a known size (or
  * SIZE_MAX) and base (the allocation it belongs to, or nil). 0 when out of memory. */
 hyi_oop hyi_ffi_new_address(hy_vm *vm, hyi_oop addr_cls, void *p, size_t size, hyi_oop base);

@@ -307,7 +307,7 @@ static bool locate(hy_vm *vm, hyi_oop target, hyi_oop off, size_t width, bool wr
         size = hyi_size(target);
     } else if (!bytes && hyi_ffi_is_a(vm, target, HYI_FC_ADDRESS, HYI_EA_FIELDS)) {
         void *a;
-        if (!hyi_ffi_address(vm, target, &a, &size, why, n)) return false;
+        if (!hyi_ffi_address_of(vm, target, &a, &size, why, n)) return false;
         if (!a) { snprintf(why, n, "the ExternalAddress is NULL"); return false; }
         base = a;
     } else {
