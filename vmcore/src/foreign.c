@@ -96,7 +96,7 @@ static ffi_type *scalar_type(hyi_ffi_kind k) {
 
 /* ---- Direct calls -------------------------------------------------------------------------- */
 
-/* A function whose arguments (at most HYI_FFI_DIRECT_MAX) and result are all integers or
+/* A function whose arguments (at most six) and result are all integers or
  * pointers takes each argument in the next integer register and answers in the first, on the
  * ABIs below; there it is called directly, through a pointer of type hyi_direct_fn, with every
  * argument widened to 64 bits as its type asks (sign or zero extension, what both ABIs expect
@@ -104,10 +104,11 @@ static ffi_type *scalar_type(hyi_ffi_kind k) {
  * call, which costs more than the rest of a small call; everything else (floating point,
  * structures, callbacks, more arguments) goes through it. */
 #if (defined(__x86_64__) && !defined(_WIN32)) || (defined(__aarch64__) && !defined(__APPLE__))
-#define HYI_FFI_DIRECT_MAX 6
+#define HYI_FFI_DIRECT true
 #else
-#define HYI_FFI_DIRECT_MAX 0
+#define HYI_FFI_DIRECT false
 #endif
+#define HYI_FFI_DIRECT_MAX 6
 
 static bool integer_class(hyi_ffi_kind k) {
     switch (k) {
@@ -120,7 +121,7 @@ static bool integer_class(hyi_ffi_kind k) {
 }
 
 static bool direct_signature(hyi_ffi_kind rk, const hyi_ffi_slot *args, uint32_t n) {
-    if (n > HYI_FFI_DIRECT_MAX || (rk != HYI_K_VOID && !integer_class(rk))) return false;
+    if (!HYI_FFI_DIRECT || n > HYI_FFI_DIRECT_MAX || (rk != HYI_K_VOID && !integer_class(rk))) return false;
     for (uint32_t i = 0; i < n; i++)
         if (!integer_class((hyi_ffi_kind)args[i].kind)) return false;
     return true;
