@@ -305,13 +305,19 @@ static bool locate(hy_vm *vm, hyi_oop target, hyi_oop off, size_t width, bool wr
     if (bytes && (is_bytearray(vm, target) || (!write && is_string_obj(vm, target)))) {
         base = hyi_bytes(target);
         size = hyi_size(target);
+    } else if (hyi_is_smi(target) && hyi_smi_val(target) > 0) {
+        /* A bare address, as ExternalAddress fromInteger: would hold it (no size known): what a
+         * foreign function declared to answer #uintptr_t gives, without an object per call. */
+        base = (uint8_t *)(uintptr_t)hyi_smi_val(target);
+        size = SIZE_MAX;
     } else if (!bytes && hyi_ffi_is_a(vm, target, HYI_FC_ADDRESS, HYI_EA_FIELDS)) {
         void *a;
         if (!hyi_ffi_address_of(vm, target, &a, &size, why, n)) return false;
         if (!a) { snprintf(why, n, "the ExternalAddress is NULL"); return false; }
         base = a;
     } else {
-        snprintf(why, n, "expected an ExternalAddress or a ByteArray, got %s", hyi_ffi_describe(vm, target, d, sizeof d));
+        snprintf(why, n, "expected an ExternalAddress, a ByteArray or an address (a positive Integer), got %s",
+                 hyi_ffi_describe(vm, target, d, sizeof d));
         return false;
     }
     if (size != SIZE_MAX && (o > size || width > size - o)) {
@@ -335,7 +341,7 @@ static hyi_prim_status read_string(hy_vm *vm, hyi_oop *target, hyi_oop off, hyi_
     if (hyi_ffi_is_a(vm, *target, HYI_FC_ADDRESS, HYI_EA_FIELDS)) {
         hyi_ffi_address(vm, *target, &a, &size, why, sizeof why);
         if (size != SIZE_MAX) avail = size - (size_t)hyi_smi_val(off);
-    } else {
+    } else if (hyi_is_ptr(*target)) {
         avail = hyi_size(*target) - (size_t)hyi_smi_val(off);
     }
     size_t len = avail == SIZE_MAX ? strlen((const char *)p) : strnlen((const char *)p, avail);
