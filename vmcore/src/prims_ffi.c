@@ -449,7 +449,9 @@ static hyi_prim_status ea_class_read(hy_vm *vm, hyi_oop *args, uint32_t nargs, h
     (void)nargs;
     int k = accessor_kind(vm, args[1]);
     if (k < 0) return HYI_PRIM_FAIL;
-    hyi_oop cls = hyi_ffi_superclass(vm, args[0], HYI_FC_ADDRESS);
+    /* The receiver is the class of the address a #pointer read answers; other reads ignore it
+     * (and spare looking for it up the class chain). */
+    hyi_oop cls = k == HYI_K_POINTER ? hyi_ffi_superclass(vm, args[0], HYI_FC_ADDRESS) : vm->nil;
     if (!cls) return hyi_prim_fail(vm, "read:from:at: must be sent to ExternalAddress");
     return mem_read(vm, &args[2], args[3], (hyi_ffi_kind)k, cls, result);
 }
