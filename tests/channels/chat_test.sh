@@ -50,26 +50,30 @@ tcp)
     pid_a=$!
     exec 3>"$dir/in"
     await "$dir/a.out" "* alice joined" || fail "alice did not join"
+    # Every step has a time limit (timeout's status 124), so that a hang names itself and shows
+    # the outputs instead of running into ctest's limit.
     printf 'hello from bob\n/who\n/quit\n' |
-        "$hydra" run --no-prefix --cp "$classpath" ChatMain --join tcp://127.0.0.1:$port --name bob >"$dir/b.out" 2>&1 \
-        || fail "the second process exited with status $?"
+        timeout 60 "$hydra" run --no-prefix --cp "$classpath" ChatMain --join tcp://127.0.0.1:$port --name bob >"$dir/b.out" 2>&1 \
+        || fail "the second process exited with status $? (124: still running after 60 s)"
     grep -qxF "* bob joined" "$dir/b.out" || fail "bob did not see himself join"
     grep -qxF "<bob> hello from bob" "$dir/b.out" || fail "bob did not see his line"
     grep -q "^\* here: .*bob" "$dir/b.out" || fail "bob's /who did not list him"
     await "$dir/a.out" "<bob> hello from bob" || fail "alice did not see bob's line"
     await "$dir/a.out" "* bob left" || fail "alice did not see bob leave"
-    nngcat --push --dial tcp://127.0.0.1:$port --data "hi from nngcat" || fail "nngcat --push failed"
+    timeout 20 nngcat --push --dial tcp://127.0.0.1:$port --data "hi from nngcat" || fail "nngcat --push failed with status $?"
     await "$dir/a.out" "<guest> hi from nngcat" || fail "nngcat's line did not reach the room"
     # The room also publishes control lines (~pong NICK while a member, perhaps bot1, is still
     # connecting, one per ping): every line must be one or the other, and chat lines must come.
     # Messages carry no newline: --quoted prints one per line (--ascii would run them together).
-    lines=$(nngcat --sub --dial tcp://127.0.0.1:$((port + 1)) --quoted --count 16 --recv-timeout 10) \
-        || fail "nngcat --sub failed"
+    lines=$(timeout 30 nngcat --sub --dial tcp://127.0.0.1:$((port + 1)) --quoted --count 16 --recv-timeout 10) \
+        || fail "nngcat --sub failed with status $?"
     lines=$(echo "$lines" | sed 's/^"//; s/"$//')
     echo "$lines" | grep -qv '^<[a-z0-9]*> \|^\* \|^~pong [a-z0-9]*$' && fail "nngcat --sub got '$lines'"
     echo "$lines" | grep -q '^<bot1> \|^\* ' || fail "nngcat --sub got no chat line: '$lines'"
     echo "/quit" >&3
     exec 3>&-
+    for i in $(seq 600); do kill -0 "$pid_a" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid_a" 2>/dev/null && fail "the first process was still running 60 s after /quit"
     wait "$pid_a" || fail "the first process exited with status $?"
     pid_a=
     grep -qxF "* alice left" "$dir/a.out" || fail "alice did not leave"

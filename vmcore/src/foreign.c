@@ -96,13 +96,13 @@ static ffi_type *scalar_type(hyi_ffi_kind k) {
 
 /* ---- Direct calls -------------------------------------------------------------------------- */
 
-/* A function whose arguments (at most six) and result are all integers or
- * pointers takes each argument in the next integer register and answers in the first, on the
- * ABIs below; there it is called directly, through a pointer of type hyi_direct_fn, with every
- * argument widened to 64 bits as its type asks (sign or zero extension, what both ABIs expect
- * of the caller), unused registers zero. ffi_call classifies the arguments again on every
- * call, which costs more than the rest of a small call; everything else (floating point,
- * structures, callbacks, more arguments) goes through it. */
+/* A function whose arguments (at most six) and result are all integers or pointers takes each
+ * argument in the next integer register and answers in the first, on the ABIs below; there it
+ * is called directly, through a pointer of type hyi_direct_fn, with every argument widened to
+ * 64 bits as its type asks (sign or zero extension, what both ABIs expect of the caller),
+ * unused registers zero. ffi_call classifies the arguments again on every call, which costs
+ * more than the rest of a small call; everything else (floating point, structures, callbacks,
+ * more arguments, other ABIs, traced calls) goes through it. */
 #if (defined(__x86_64__) && !defined(_WIN32)) || (defined(__aarch64__) && !defined(__APPLE__))
 #define HYI_FFI_DIRECT true
 #else
