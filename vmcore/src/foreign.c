@@ -439,18 +439,22 @@ static bool expected(hy_vm *vm, char *why, size_t n, const char *want, hyi_oop v
     return why_msg(why, n, "expected %s, got %s", want, hyi_ffi_describe(vm, v, d, sizeof d));
 }
 
+/* The values of each integer kind. */
+static const struct { int64_t lo; uint64_t hi; } int_range[] = {
+    [HYI_K_INT8] = { INT8_MIN, INT8_MAX }, [HYI_K_UINT8] = { 0, UINT8_MAX },
+    [HYI_K_INT16] = { INT16_MIN, INT16_MAX }, [HYI_K_UINT16] = { 0, UINT16_MAX },
+    [HYI_K_INT32] = { INT32_MIN, INT32_MAX }, [HYI_K_UINT32] = { 0, UINT32_MAX },
+    [HYI_K_INT64] = { INT64_MIN, INT64_MAX }, [HYI_K_UINT64] = { 0, UINT64_MAX },
+};
+
+static bool in_range(hyi_ffi_kind k, int64_t x) { return x >= int_range[k].lo && (x <= 0 || (uint64_t)x <= int_range[k].hi); }
+
 /* An integer argument as a 64-bit pattern, range-checked for kind k. */
 static bool int_to_c(hy_vm *vm, hyi_ffi_kind k, hyi_oop v, uint64_t *out, char *why, size_t n) {
-    static const struct { int64_t lo; uint64_t hi; } range[] = {
-        [HYI_K_INT8] = { INT8_MIN, INT8_MAX }, [HYI_K_UINT8] = { 0, UINT8_MAX },
-        [HYI_K_INT16] = { INT16_MIN, INT16_MAX }, [HYI_K_UINT16] = { 0, UINT16_MAX },
-        [HYI_K_INT32] = { INT32_MIN, INT32_MAX }, [HYI_K_UINT32] = { 0, UINT32_MAX },
-        [HYI_K_INT64] = { INT64_MIN, INT64_MAX }, [HYI_K_UINT64] = { 0, UINT64_MAX },
-    };
     bool is_unsigned = k == HYI_K_UINT8 || k == HYI_K_UINT16 || k == HYI_K_UINT32 || k == HYI_K_UINT64;
     if (hyi_is_smi(v)) {
         int64_t x = hyi_smi_val(v);
-        if (x < range[k].lo || (x > 0 && (uint64_t)x > range[k].hi))
+        if (!in_range(k, x))
             return why_msg(why, n, "%lld is out of range for %s", (long long)x, kind_label(k));
         *out = (uint64_t)x;
         return true;
@@ -458,13 +462,13 @@ static bool int_to_c(hy_vm *vm, hyi_ffi_kind k, hyi_oop v, uint64_t *out, char *
     if (hyi_is_largeint(v)) {
         if (is_unsigned) {
             if (hyi_largeint_neg(v) || hyi_mag_bits(hyi_largeint_mag(v), hyi_largeint_limbs(v)) > 64 ||
-                hyi_bigint_low64(v) > range[k].hi)
+                hyi_bigint_low64(v) > int_range[k].hi)
                 return why_msg(why, n, "a large Integer out of range for %s", kind_label(k));
             *out = hyi_bigint_low64(v);
             return true;
         }
         int64_t x;
-        if (!hyi_bigint_to_int64(v, &x) || x < range[k].lo || (x > 0 && (uint64_t)x > range[k].hi))
+        if (!hyi_bigint_to_int64(v, &x) || !in_range(k, x))
             return why_msg(why, n, "a large Integer out of range for %s", kind_label(k));
         *out = (uint64_t)x;
         return true;
@@ -791,6 +795,14 @@ static bool copy_in(hy_vm *vm, hyi_ffi_kind k, hyi_oop v, uint8_t *buf, void *ds
     return true;
 }
 
+/* After a call (the VM is ours again, the objects may have moved: av are roots), what C wrote
+ * into the copies goes back into the objects, but for #constPointer arguments. copied: bit i,
+ * argument i was passed as the copy copy_of[i]. */
+static void copy_back(const hyi_ffi_sig *s, hyi_oop *av, uint32_t n, uint32_t copied, uint8_t *const *copy_of) {
+    for (uint32_t i = 0; copied && i < n; i++)
+        if ((copied >> i & 1) && !s->args[i].read_only) memcpy(hyi_bytes(av[i]), copy_of[i], hyi_size(av[i]));
+}
+
 /* The common case of a direct call, without the general path's passes: every argument is a
  * SmallInteger in range for an integer type, or for a pointer nil, an ExternalAddress, a
  * pinned ByteArray or String, or a young one that fits the copies kept on the stack. Answers
@@ -799,12 +811,6 @@ static bool copy_in(hy_vm *vm, hyi_ffi_kind k, hyi_oop v, uint8_t *buf, void *ds
  * stack copies and the general path's are never both on the stack.) */
 static __attribute__((noinline)) bool call_direct(hy_vm *vm, const hyi_ffi_sig *s, hyi_oop *fnp, hyi_oop *av,
                                                   uint32_t n, hyi_oop *result, hyi_prim_status *st) {
-    static const struct { int64_t lo; uint64_t hi; } range[] = {
-        [HYI_K_INT8] = { INT8_MIN, INT8_MAX }, [HYI_K_UINT8] = { 0, UINT8_MAX },
-        [HYI_K_INT16] = { INT16_MIN, INT16_MAX }, [HYI_K_UINT16] = { 0, UINT16_MAX },
-        [HYI_K_INT32] = { INT32_MIN, INT32_MAX }, [HYI_K_UINT32] = { 0, UINT32_MAX },
-        [HYI_K_INT64] = { INT64_MIN, INT64_MAX }, [HYI_K_UINT64] = { 0, UINT64_MAX },
-    };
     uint64_t w[6] = {0};
     alignas(16) uint8_t copies[HYI_FFI_COPY_STACK];
     uint8_t *copy_of[6];
@@ -816,7 +822,7 @@ static __attribute__((noinline)) bool call_direct(hy_vm *vm, const hyi_ffi_sig *
         if (k != HYI_K_POINTER && k != HYI_K_STRING) {
             if (!hyi_is_smi(v)) return false;
             int64_t x = hyi_smi_val(v);
-            if (x < range[k].lo || (x > 0 && (uint64_t)x > range[k].hi)) return false;
+            if (!in_range(k, x)) return false;
             w[i] = (uint64_t)x;   /* sign-extended for a signed type, zero-extended otherwise */
         } else if (v == vm->nil) {
             w[i] = 0;
@@ -828,13 +834,10 @@ static __attribute__((noinline)) bool call_direct(hy_vm *vm, const hyi_ffi_sig *
                 w[i] = (uint64_t)(uintptr_t)hyi_bytes(v);
             } else {
                 if (hyi_o(v)->old || size + 1 > sizeof copies - at) return false;
-                uint8_t *c = copies + at;
-                memcpy(c, hyi_bytes(v), size);
-                c[size] = 0;   /* as after the bytes of every byte object */
-                copy_of[i] = c;
+                char why[8];   /* copy_in checks nothing for a pointer */
+                copy_in(vm, k, v, copy_of[i] = copies + at, &w[i], why, sizeof why);
                 copied |= 1u << i;
                 at += round_up(size + 1, 16);
-                w[i] = (uint64_t)(uintptr_t)c;
             }
         } else {
             void *p;
@@ -848,9 +851,7 @@ static __attribute__((noinline)) bool call_direct(hy_vm *vm, const hyi_ffi_sig *
     hyi_direct_fn f = (hyi_direct_fn)s->fn;
     uint64_t r = __builtin_expect(s->unthreaded, 0) ? f(w[0], w[1], w[2], w[3], w[4], w[5])
                                                      : hyi_callout_direct(vm, s->blocking, f, w);
-    /* The VM is ours again; the objects may have moved (av are roots). */
-    for (uint32_t i = 0; copied && i < n; i++)
-        if ((copied >> i & 1) && !s->args[i].read_only) memcpy(hyi_bytes(av[i]), copy_of[i], hyi_size(av[i]));
+    copy_back(s, av, n, copied, copy_of);
     hyi_ffi_kind rk = (hyi_ffi_kind)s->ret.kind;
     uint8_t rv[sizeof r];
     memcpy(rv, &r, sizeof r);
@@ -960,8 +961,7 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
 
     /* The VM is ours again: anything may have moved, so fields are read from the root. What C
      * wrote into the copies goes back into the objects, wherever they are now. */
-    for (uint32_t i = 0; copied && i < n; i++)
-        if ((copied >> i & 1) && !s->args[i].read_only) memcpy(hyi_bytes(av[i]), copy_of[i], hyi_size(av[i]));
+    copy_back(s, av, n, copied, copy_of);
     if (copies != stack_copies) free(copies);
     narrow_result(rk, rv);
     hyi_oop fn = *fnp;
