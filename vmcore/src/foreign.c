@@ -851,17 +851,31 @@ static __attribute__((noinline)) bool call_direct(hy_vm *vm, const hyi_ffi_sig *
     hyi_direct_fn f = (hyi_direct_fn)s->fn;
     uint64_t r = __builtin_expect(s->unthreaded, 0) ? f(w[0], w[1], w[2], w[3], w[4], w[5])
                                                      : hyi_callout_direct(vm, s->blocking, f, w);
-    copy_back(s, av, n, copied, copy_of);
+    if (copied) copy_back(s, av, n, copied, copy_of);
+    /* Integers at their own width (the upper bits of the register are undefined for a narrow
+     * result) and SmallIntegers at once; the rest as the general path makes them. */
     hyi_ffi_kind rk = (hyi_ffi_kind)s->ret.kind;
-    uint8_t rv[sizeof r];
-    memcpy(rv, &r, sizeof r);
-    narrow_result(rk, rv);
-    hyi_oop fn = *fnp;
-    hyi_oop o = hyi_ffi_from_c(vm, rk, rv, hyi_slots(fn)[HYI_EF_ADDRESS_CLASS], vm->nil);
+    hyi_oop o;
+    switch (rk) {
+    case HYI_K_VOID: o = vm->nil; break;
+    case HYI_K_INT8: o = hyi_smi((int8_t)r); break;
+    case HYI_K_UINT8: o = hyi_smi((uint8_t)r); break;
+    case HYI_K_INT16: o = hyi_smi((int16_t)r); break;
+    case HYI_K_UINT16: o = hyi_smi((uint16_t)r); break;
+    case HYI_K_INT32: o = hyi_smi((int32_t)r); break;
+    case HYI_K_UINT32: o = hyi_smi((uint32_t)r); break;
+    default:
+        if (rk == HYI_K_UINT64 && r <= (uint64_t)HYI_SMI_MAX) { o = hyi_smi((intptr_t)r); break; }
+        if (rk == HYI_K_INT64 && hyi_smi_fits((intptr_t)r)) { o = hyi_smi((intptr_t)r); break; }
+        o = hyi_ffi_from_c(vm, rk, &r, hyi_slots(*fnp)[HYI_EF_ADDRESS_CLASS], vm->nil);
+        break;
+    }
     *st = o ? HYI_PRIM_OK : HYI_PRIM_OOM;
     if (o) *result = o;
     return true;
 }
+
+static hyi_prim_status call_general(hy_vm *vm, hyi_ffi_sig *s, hyi_oop *fnp, hyi_oop *av, uint32_t n, hyi_oop *result);
 
 hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, hyi_oop *result) {
     /* The primitive runs only for ExternalFunctions (its method's class): checking the shape
@@ -879,6 +893,15 @@ hyi_prim_status hyi_ffi_call(hy_vm *vm, hyi_oop *fnp, hyi_oop *av, uint32_t n, h
     }
     hyi_prim_status st;
     if (s->direct && !hyi_tracing(vm) && call_direct(vm, s, fnp, av, n, result, &st)) return st;
+    return call_general(vm, s, fnp, av, n, result);
+}
+
+/* Every call call_direct does not make. (Out of line, so that its frame of copies and scratch
+ * is set up only for these calls.) */
+static __attribute__((noinline)) hyi_prim_status call_general(hy_vm *vm, hyi_ffi_sig *s, hyi_oop *fnp, hyi_oop *av,
+                                                              uint32_t n, hyi_oop *result) {
+    int nlen;
+    const char *name;
 
     /* The heap bytes handed to C must not move during the call. A young ByteArray or String of
      * at most HYI_FFI_COPY_MAX bytes passed itself is copied into C memory for the call and

@@ -481,6 +481,38 @@ static hyi_prim_status ea_class_copy(hy_vm *vm, hyi_oop *args, uint32_t nargs, h
     return HYI_PRIM_OK;
 }
 
+/* ExternalAddress class>>bytes: count from: source at: offset [spare: extra] -- a new ByteArray
+ * of count + extra bytes: a copy of count bytes of source from offset, then extra zero bytes
+ * (room a reader may use, as a NUL after a string): ByteArray new: and copy:from:at:to:at: in
+ * one step. */
+static hyi_prim_status ea_class_bytes(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
+    char why[200], d[128];
+    intptr_t limit = (intptr_t)UINT32_MAX / 2;
+    if (!hyi_is_smi(args[1]) || hyi_smi_val(args[1]) < 0 || hyi_smi_val(args[1]) > limit)
+        return hyi_prim_fail(vm, "bytes: needs a non-negative Integer count, got %s", hyi_ffi_describe(vm, args[1], d, sizeof d));
+    intptr_t extra = 0;
+    if (nargs == 4) {
+        if (!hyi_is_smi(args[4]) || hyi_smi_val(args[4]) < 0 || hyi_smi_val(args[4]) > limit - hyi_smi_val(args[1]))
+            return hyi_prim_fail(vm, "bytes: spare: needs a non-negative Integer, got %s", hyi_ffi_describe(vm, args[4], d, sizeof d));
+        extra = hyi_smi_val(args[4]);
+    }
+    size_t n = (size_t)hyi_smi_val(args[1]);
+    uint8_t *src;
+    /* Checked before allocating, and located again after: the allocation may move a young
+     * ByteArray source (args are roots). A count of 0 reads nothing and does not look at the
+     * source, whose address may be 0 (as the body of an empty nng message may be). */
+    if (n > 0 && !locate(vm, args[2], args[3], n, false, &src, why, sizeof why))
+        return hyi_prim_fail(vm, "bytes: the source: %s", why);
+    hyi_oop b = hyi_heap_alloc(vm, vm->cls.bytearray, HYI_FMT_BYTES, (uint32_t)(n + (size_t)extra));
+    if (!b) return HYI_PRIM_OOM;
+    if (n > 0) {
+        if (!locate(vm, args[2], args[3], n, false, &src, why, sizeof why)) return hyi_prim_fail(vm, "bytes: the source: %s", why);
+        memcpy(hyi_bytes(b), src, n);
+    }
+    *result = b;
+    return HYI_PRIM_OK;
+}
+
 /* ExternalAddress class>>allocate: size -- zeroed C memory, freed by free. */
 static hyi_prim_status ea_allocate(hy_vm *vm, hyi_oop *args, uint32_t nargs, hyi_oop *result) {
     (void)nargs;
@@ -597,6 +629,8 @@ const hyi_prim_def hyi_prims_ffi[] = {
     { "ExternalAddress class", "read:from:at:", ea_class_read, 0 },
     { "ExternalAddress class", "write:into:at:value:", ea_class_write, 0 },
     { "ExternalAddress class", "copy:from:at:to:at:", ea_class_copy, 0 },
+    { "ExternalAddress class", "bytes:from:at:", ea_class_bytes, 0 },
+    { "ExternalAddress class", "bytes:from:at:spare:", ea_class_bytes, 0 },
 
     { "ExternalStructureType", "primLayout", st_layout, 0 },
 
