@@ -1,16 +1,27 @@
 /*
- * bench_channels -- the raw C nng side of tests/bench/bench_channels.sh.
+ * bench_channels -- the raw C nng side of tests/bench/bench_channels.sh, and the referee that
+ * interleaves it with the Hydra side.
  *
- *   bench_channels serve URL                 answer clients on a pair1 socket until told to quit
- *   bench_channels client URL SIZE N         measure against a server at URL, print one line
- *   bench_channels both URL SIZE N           a server thread and a client in this process
+ *   bench_channels serve URL
+ *       answer clients on a pair1 socket until told to quit
+ *   bench_channels duel URL CONTROL SIZE N BLOCKS
+ *       measure a C client against the C server at URL (an inproc URL: a server thread of this
+ *       process) and, block by block in turn, a Hydra client (ChannelBench) that dials CONTROL
  *
  * The protocol (the Smalltalk ChannelBench speaks it too): the client sends "L n" and then n
  * messages of SIZE bytes, each of which the server echoes (round-trip latency); then "T n" and
  * n messages without waiting, after which the server sends one "done" (one-way throughput);
- * then "Q". Both sides use pair1 with send and receive buffers of BUFFERED messages. The client
- * prints "latency_median_us X throughput_msgs_per_s Y" (X: median of the round trips after
- * WARMUP; Y: n over the time from the first send to the "done").
+ * then "Q". Both sides use pair1 with send and receive buffers of BUFFERED messages.
+ *
+ * A block is WARMUP + N round trips (the latency of the block is the median of the last N) and
+ * then 10 N one-way messages. C and Hydra take turns block by block, in alternating order, and
+ * the waiting side sits in a blocking receive meanwhile. The machine's speed drifts (on a shared
+ * two-core machine raw nng alone moves between about 110 000 and 230 000 messages a second,
+ * in spells of a second or so), so each Hydra block is compared with the C block next to it in
+ * time: the ratios printed are medians of these per-block ratios; the absolute figures are
+ * medians over the blocks of each side. One line:
+ *
+ *   c_latency_us X hydra_latency_us Y latency_ratio R c_msgs_per_s A hydra_msgs_per_s B throughput_ratio T
  */
 #include <nng/nng.h>
 #include <nng/protocol/pair1/pair.h>
@@ -20,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "bench_stats.h"
 
@@ -67,49 +77,113 @@ static void serve(nng_socket s) {
     }
 }
 
-static void command(nng_socket s, char kind, long n) {
-    char text[32];
-    int len = snprintf(text, sizeof text, "%c %ld", kind, n);
-    int rv = nng_send(s, text, (size_t)len, 0);
-    if (rv != 0) die("client: command", rv);
+static void *serve_thread(void *arg) {
+    serve(*(nng_socket *)arg);
+    return NULL;
 }
 
-static void client(nng_socket s, size_t size, long n) {
-    char *buf = calloc(1, size);
-    double *rtt = calloc((size_t)n, sizeof *rtt);
-    if (!buf || !rtt) die("client", NNG_ENOMEM);
+static void send_text(nng_socket s, const char *text, const char *what) {
+    int rv = nng_send(s, (void *)text, strlen(text), 0);
+    if (rv != 0) die(what, rv);
+}
+
+static void command(nng_socket s, char kind, long n) {
+    char text[32];
+    snprintf(text, sizeof text, "%c %ld", kind, n);
+    send_text(s, text, "client: command");
+}
+
+static void receive_dropped(nng_socket s, const char *what) {
+    nng_msg *m;
+    int rv = nng_recvmsg(s, &m, 0);
+    if (rv != 0) die(what, rv);
+    nng_msg_free(m);
+}
+
+/* One block of the C client: the median round trip in µs and the one-way messages a second. */
+static void c_block(nng_socket s, char *buf, size_t size, long n, double *rtt, double *latency,
+                    double *throughput) {
     int rv;
     command(s, 'L', n + WARMUP);
     for (long i = 0; i < n + WARMUP; i++) {
         double t0 = now_us();
         if ((rv = nng_send(s, buf, size, 0)) != 0) die("client: send", rv);
-        char *reply = NULL;
-        size_t len = 0;
-        if ((rv = nng_recv(s, &reply, &len, NNG_FLAG_ALLOC)) != 0) die("client: receive", rv);
-        nng_free(reply, len);
+        receive_dropped(s, "client: receive");
         if (i >= WARMUP) rtt[i - WARMUP] = now_us() - t0;
     }
-    bench_sort(rtt, (int)n);
+    *latency = bench_median(rtt, (int)n);
     long messages = n * 10;
     command(s, 'T', messages);
     double t0 = now_us();
     for (long i = 0; i < messages; i++)
         if ((rv = nng_send(s, buf, size, 0)) != 0) die("client: send", rv);
-    char *done = NULL;
-    size_t len = 0;
-    if ((rv = nng_recv(s, &done, &len, NNG_FLAG_ALLOC)) != 0) die("client: done", rv);
-    nng_free(done, len);
-    double elapsed = now_us() - t0;
-    command(s, 'Q', 0);
-    printf("latency_median_us %.1f throughput_msgs_per_s %.0f\n", rtt[n / 2], messages / (elapsed / 1e6));
-    fflush(stdout);
-    free(buf);
-    free(rtt);
+    receive_dropped(s, "client: done");
+    *throughput = messages / ((now_us() - t0) / 1e6);
 }
 
-static void *serve_thread(void *arg) {
-    serve(*(nng_socket *)arg);
-    return NULL;
+/* One block of the Hydra client, asked for on the control socket. */
+static void hydra_block(nng_socket control, double *latency, double *throughput) {
+    send_text(control, "B", "control: ask for a block");
+    char *reply = NULL;
+    size_t len = 0;
+    int rv = nng_recv(control, &reply, &len, NNG_FLAG_ALLOC);
+    if (rv != 0) die("control: the Hydra client's block", rv);
+    char text[64];
+    snprintf(text, sizeof text, "%.*s", (int)len, reply);
+    nng_free(reply, len);
+    if (sscanf(text, "%lf %lf", latency, throughput) != 2) {
+        fprintf(stderr, "bench_channels: control: not \"LATENCY THROUGHPUT\": %s\n", text);
+        exit(1);
+    }
+}
+
+static void duel(const char *url, const char *control_url, size_t size, long n, int blocks) {
+    nng_socket server, s = open_pair(), control = open_pair();
+    pthread_t thread;
+    bool local = strncmp(url, "inproc://", 9) == 0;
+    int rv;
+    if (local) {
+        server = open_pair();
+        if ((rv = nng_listen(server, url, NULL, 0)) != 0) die(url, rv);
+        pthread_create(&thread, NULL, serve_thread, &server);
+    }
+    /* The servers may still be starting: retry the dial for a few seconds. */
+    for (int i = 0; (rv = nng_dial(s, url, NULL, 0)) != 0 && i < 100; i++) nng_msleep(50);
+    if (rv != 0) die(url, rv);
+    if ((rv = nng_listen(control, control_url, NULL, 0)) != 0) die(control_url, rv);
+    receive_dropped(control, "control: the Hydra client's hello");
+
+    char *buf = calloc(1, size);
+    double *rtt = calloc((size_t)n, sizeof *rtt);
+    double *v = calloc((size_t)blocks * 6, sizeof *v);
+    if (!buf || !rtt || !v) die("duel", NNG_ENOMEM);
+    double *cl = v, *ct = v + blocks, *hl = v + 2 * blocks, *ht = v + 3 * blocks;
+    double *lr = v + 4 * blocks, *tr = v + 5 * blocks;
+    for (int b = 0; b < blocks; b++) {
+        if (b % 2 == 0) {
+            c_block(s, buf, size, n, rtt, &cl[b], &ct[b]);
+            hydra_block(control, &hl[b], &ht[b]);
+        } else {
+            hydra_block(control, &hl[b], &ht[b]);
+            c_block(s, buf, size, n, rtt, &cl[b], &ct[b]);
+        }
+        lr[b] = hl[b] / cl[b];
+        tr[b] = ht[b] / ct[b];
+    }
+    send_text(control, "Q", "control: quit");
+    command(s, 'Q', 0);
+    printf("c_latency_us %.1f hydra_latency_us %.1f latency_ratio %.3f "
+           "c_msgs_per_s %.0f hydra_msgs_per_s %.0f throughput_ratio %.3f\n",
+           bench_median(cl, blocks), bench_median(hl, blocks), bench_median(lr, blocks),
+           bench_median(ct, blocks), bench_median(ht, blocks), bench_median(tr, blocks));
+    fflush(stdout);
+    if (local) pthread_join(thread, NULL);
+    nng_msleep(100);   /* let the last messages leave before the sockets close */
+    nng_close(control);
+    nng_close(s);
+    free(buf);
+    free(rtt);
+    free(v);
 }
 
 int main(int argc, char **argv) {
@@ -123,28 +197,17 @@ int main(int argc, char **argv) {
         nng_close(s);
         return 0;
     }
-    if (argc == 5 && (strcmp(argv[1], "client") == 0 || strcmp(argv[1], "both") == 0)) {
-        size_t size = strtoul(argv[3], NULL, 10);
-        long n = strtol(argv[4], NULL, 10);
-        nng_socket server;
-        pthread_t thread;
-        bool both = strcmp(argv[1], "both") == 0;
-        if (both) {
-            server = open_pair();
-            int rv = nng_listen(server, argv[2], NULL, 0);
-            if (rv != 0) die(argv[2], rv);
-            pthread_create(&thread, NULL, serve_thread, &server);
+    if (argc == 7 && strcmp(argv[1], "duel") == 0) {
+        size_t size = strtoul(argv[4], NULL, 10);
+        long n = strtol(argv[5], NULL, 10);
+        int blocks = atoi(argv[6]);
+        if (size == 0 || n <= 0 || blocks <= 0) {
+            fprintf(stderr, "bench_channels: SIZE, N and BLOCKS must be positive\n");
+            return 2;
         }
-        nng_socket s = open_pair();
-        int rv;
-        /* The server may still be starting: retry the dial for a few seconds. */
-        for (int i = 0; (rv = nng_dial(s, argv[2], NULL, 0)) != 0 && i < 100; i++) nng_msleep(50);
-        if (rv != 0) die(argv[2], rv);
-        client(s, size, n);
-        if (both) pthread_join(thread, NULL);
-        nng_close(s);
+        duel(argv[2], argv[3], size, n, blocks);
         return 0;
     }
-    fprintf(stderr, "usage: bench_channels serve URL | client URL SIZE N | both URL SIZE N\n");
+    fprintf(stderr, "usage: bench_channels serve URL | duel URL CONTROL SIZE N BLOCKS\n");
     return 2;
 }
