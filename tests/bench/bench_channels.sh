@@ -13,7 +13,7 @@
 #   a block: 100 + N round trips, then 10 N one-way messages.
 set -eu
 build=${1:-build}
-blocks=${2:-101}
+blocks=${2:-201}
 n=${3:-300}
 hydra="$build/host/hydra"
 raw="$build/tests/bench_channels"
@@ -21,7 +21,7 @@ cp=images/core:channels:tests/bench
 [ -x "$hydra" ] && [ -x "$raw" ] || { echo "build first: $hydra and $raw are needed" >&2; exit 2; }
 out=$(mktemp -d)
 pids=
-trap 'kill $pids 2>/dev/null; rm -rf "$out"' EXIT
+trap 'if [ -n "$pids" ]; then kill $pids 2>/dev/null || :; fi; rm -rf "$out"' EXIT
 # Ports below the ephemeral range (32768 and up), where outgoing connections could hold them.
 port=$((10000 + $$ % 15000))
 
