@@ -46,6 +46,7 @@ struct hyi_sched {
     _Atomic bool done;           /* the program has ended */
     _Atomic bool running;        /* a program runs (the heartbeat may be needed) */
     bool stop_woken;             /* a stop request made the waiting main process runnable */
+    bool stop_released;          /* a stop ran the calls at exit for a main process in a blocking call */
     _Atomic bool main_ended;     /* the main process has returned or unwound (any thread) */
     hyi_run main_status;
     hyi_oop fork_tramp;          /* `SEND #value; RETURN_TOP` for a forked block */
@@ -958,6 +959,14 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
     uint32_t self = hyi_thread_self(vm);
     for (;;) {
         if (atomic_load(&s->done)) return s->main_status;
+        if (__builtin_expect(take_stop_request(vm) != 0, 0) && !vm->killing && wake_main_to_stop(vm) &&
+            !s->stop_released && hyi_thread_process_waits(vm, s->main)) {
+            /* The main process waits inside a blocking call (a receive without a timeout, say):
+             * it unwinds when the call returns, so the program's foreign resources go now, to
+             * bring back the calls waiting on them (closing a socket ends its receives). */
+            s->stop_released = true;
+            hyi_ffi_run_exit_calls(vm);
+        }
         if (__builtin_expect(take_stop_request(vm) != 0, 0) && (vm->killing || !wake_main_to_stop(vm))) {
             /* Killed, or nothing left to unwind: the program ends here. */
             vm->exiting = true;
@@ -1151,6 +1160,7 @@ hyi_run hyi_sched_run_main(hy_vm *vm, hyi_oop receiver, hyi_oop selector, hyi_oo
     push_base_frame(vm, &p->stack, s->main_tramp, receiver, &arg);
     s->main = id;
     s->stop_woken = false;
+    s->stop_released = false;
     atomic_store(&s->main_ended, false);
     atomic_store(&s->done, false);
     s->main_status = HYI_RUN_OK;

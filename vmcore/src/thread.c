@@ -55,6 +55,7 @@ typedef struct tinfo {
     int want_priority;     /* priority of the process it brings when waiting */
     _Atomic uint32_t returning; /* back from the callout that reserved the VM (see above) */
     uint32_t callout_process; /* the process of its callout in flight (owner-written), 0 = none */
+    bool callout_blocking;    /* that callout was declared blocking (owner-written) */
     _Atomic int bound_priority; /* highest priority of a process bound here that became runnable */
     sem_t sem;
 } tinfo;
@@ -286,6 +287,7 @@ static inline __attribute__((always_inline)) void callout_begin(hy_vm *vm, hyi_c
                               memory_order_relaxed);
     tinfo *t = &th->t[i <= MAX_THREADS ? i : 0];
     t->callout_process = process;
+    t->callout_blocking = blocking;
     if (__builtin_expect(blocking, 0))   /* seq_cst: see the look at pending work below */
         atomic_store_explicit(&th->in_callout, seq << 1 | 1u, memory_order_seq_cst);
     else
@@ -418,6 +420,13 @@ void hyi_thread_stats_get(hy_vm *vm, hyi_thread_stats *out) {
 }
 
 uint32_t hyi_thread_self(hy_vm *vm) { return self_index(vm->threads); }
+
+bool hyi_thread_process_waits(hy_vm *vm, uint32_t process) {
+    struct hyi_threads *th = vm->threads;
+    for (uint32_t i = 0; i <= MAX_THREADS; i++)
+        if (th->t[i].callout_process == process && th->t[i].callout_blocking) return true;
+    return false;
+}
 
 int hyi_thread_waiting_priority(hy_vm *vm) {
     struct hyi_threads *th = vm->threads;

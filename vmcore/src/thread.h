@@ -64,6 +64,8 @@ void hyi_thread_detach(hy_vm *vm);
 /* For the scheduler (process.c). */
 void hyi_thread_idle_begin(hy_vm *vm, hyi_callout *c);  /* hyi_callout_begin, not counted */
 uint32_t hyi_thread_self(hy_vm *vm);                 /* index of the calling thread */
+/* Whether process is inside a foreign call declared blocking, on some thread (owner only). */
+bool hyi_thread_process_waits(hy_vm *vm, uint32_t process);
 int hyi_thread_waiting_priority(hy_vm *vm);          /* priority of the first waiter, -1 if none */
 bool hyi_thread_in_callout(hy_vm *vm, uint64_t *seq, bool *blocking); /* unowned inside callout *seq */
 bool hyi_thread_try_takeover(hy_vm *vm);             /* a worker owns the VM left in a callout */
