@@ -758,6 +758,9 @@ static void wake_worker(hy_vm *vm) {
     int pending = 0;
     sem_getvalue(&s->worker_sem, &pending);
     if (pending <= 0) sem_post(&s->worker_sem);
+    /* No worker to spare: a thread of this VM that sleeps idle (its own thread, or a worker
+     * waiting for a delay) can take the VM as well. */
+    if (atomic_load_explicit(&s->idle_sleepers, memory_order_seq_cst)) wake_idle(s);
 }
 
 /* Called by the owner, which alone registers external semaphores: only the registered ones
@@ -892,11 +895,16 @@ static void idle_wait(hy_vm *vm, uint32_t self) {
     uint64_t deadline = s->timers ? s->procs[s->timers].wake_ns : 0;
     hyi_callout c;
     if (hyi_tracing(vm)) hyi_trace_idle_begin(vm);
-    hyi_thread_idle_begin(vm, &c);
+    /* Counted as a sleeper before the VM is let go: whoever takes it next and makes a process
+     * runnable (make_runnable) then wakes this thread, which otherwise could fall asleep just
+     * after that, with the process left to a worker pool that may have none to spare. (seq_cst
+     * with the signaller's increment and read: a signal either sees this sleeper or is seen
+     * here.) */
     pthread_mutex_lock(&s->idle_lock);
     atomic_fetch_add_explicit(&s->idle_sleepers, 1, memory_order_seq_cst);
-    /* (seq_cst with the signaller's increment and read: a signal either sees this sleeper or
-     * is seen here.) */
+    pthread_mutex_unlock(&s->idle_lock);
+    hyi_thread_idle_begin(vm, &c);
+    pthread_mutex_lock(&s->idle_lock);
     while (!s->wakeup && !atomic_load(&s->done) && !external_pending(s)) {
         if (deadline) {
             uint64_t now = hyi_now_ns();
