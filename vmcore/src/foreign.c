@@ -798,9 +798,11 @@ static bool copy_in(hy_vm *vm, hyi_ffi_kind k, hyi_oop v, uint8_t *buf, void *ds
 /* After a call (the VM is ours again, the objects may have moved: av are roots), what C wrote
  * into the copies goes back into the objects, but for #constPointer arguments. copied: bit i,
  * argument i was passed as the copy copy_of[i]. */
-static void copy_back(const hyi_ffi_sig *s, hyi_oop *av, uint32_t n, uint32_t copied, uint8_t *const *copy_of) {
-    for (uint32_t i = 0; copied && i < n; i++)
-        if ((copied >> i & 1) && !s->args[i].read_only) memcpy(hyi_bytes(av[i]), copy_of[i], hyi_size(av[i]));
+static void copy_back(const hyi_ffi_sig *s, hyi_oop *av, uint32_t copied, uint8_t *const *copy_of) {
+    for (uint32_t m = copied; m; m &= m - 1) {
+        uint32_t i = (uint32_t)__builtin_ctz(m);
+        if (!s->args[i].read_only) memcpy(hyi_bytes(av[i]), copy_of[i], hyi_size(av[i]));
+    }
 }
 
 /* The common case of a direct call, without the general path's passes: every argument is a
@@ -814,7 +816,7 @@ static __attribute__((noinline)) bool call_direct(hy_vm *vm, const hyi_ffi_sig *
     uint64_t w[6] = {0};
     alignas(16) uint8_t copies[HYI_FFI_COPY_STACK];
     uint8_t *copy_of[6];
-    uint32_t copied = 0;   /* bit i: argument i is passed as a copy */
+    uint32_t copied = 0;   /* bit i: argument i is passed as a copy that C may write to */
     size_t at = 0;
     for (uint32_t i = 0; i < n; i++) {
         hyi_ffi_kind k = (hyi_ffi_kind)s->args[i].kind;
@@ -836,7 +838,7 @@ static __attribute__((noinline)) bool call_direct(hy_vm *vm, const hyi_ffi_sig *
                 if (hyi_o(v)->old || size + 1 > sizeof copies - at) return false;
                 char why[8];   /* copy_in checks nothing for a pointer */
                 copy_in(vm, k, v, copy_of[i] = copies + at, &w[i], why, sizeof why);
-                copied |= 1u << i;
+                if (!s->args[i].read_only) copied |= 1u << i;
                 at += round_up(size + 1, 16);
             }
         } else {
@@ -851,7 +853,7 @@ static __attribute__((noinline)) bool call_direct(hy_vm *vm, const hyi_ffi_sig *
     hyi_direct_fn f = (hyi_direct_fn)s->fn;
     uint64_t r = __builtin_expect(s->unthreaded, 0) ? f(w[0], w[1], w[2], w[3], w[4], w[5])
                                                      : hyi_callout_direct(vm, s->blocking, f, w);
-    if (copied) copy_back(s, av, n, copied, copy_of);
+    if (copied) copy_back(s, av, copied, copy_of);
     /* Integers at their own width (the upper bits of the register are undefined for a narrow
      * result) and SmallIntegers at once; the rest as the general path makes them. */
     hyi_ffi_kind rk = (hyi_ffi_kind)s->ret.kind;
@@ -984,7 +986,7 @@ static __attribute__((noinline)) hyi_prim_status call_general(hy_vm *vm, hyi_ffi
 
     /* The VM is ours again: anything may have moved, so fields are read from the root. What C
      * wrote into the copies goes back into the objects, wherever they are now. */
-    copy_back(s, av, n, copied, copy_of);
+    copy_back(s, av, copied, copy_of);
     if (copies != stack_copies) free(copies);
     narrow_result(rk, rv);
     hyi_oop fn = *fnp;
