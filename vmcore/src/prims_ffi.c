@@ -450,33 +450,17 @@ static hyi_prim_status ea_class_read(hy_vm *vm, hyi_oop *args, uint32_t nargs, h
     int k = accessor_kind(vm, args[1]);
     if (k < 0) return HYI_PRIM_FAIL;
     /* The common case at once: an integer in a ByteArray (such as the box a foreign call wrote
-     * an out-parameter into) that is a SmallInteger. Anything else takes the general way. */
+     * an out-parameter into). Anything else takes the general way. */
     hyi_oop t = args[2], off = args[3];
     if (k >= HYI_K_INT8 && k <= HYI_K_UINT64 && hyi_is_ptr(t) && hyi_o(t)->cls == vm->cls.bytearray &&
         hyi_is_smi(off) && hyi_smi_val(off) >= 0) {
         size_t o = (size_t)hyi_smi_val(off), w = hyi_ffi_kind_size((hyi_ffi_kind)k), size = hyi_size(t);
         if (o <= size && w <= size - o) {
-            const uint8_t *p = hyi_bytes(t) + o;
-            int64_t x;
-            switch ((hyi_ffi_kind)k) {
-            case HYI_K_INT8: { int8_t v; memcpy(&v, p, 1); x = v; break; }
-            case HYI_K_UINT8: { uint8_t v; memcpy(&v, p, 1); x = v; break; }
-            case HYI_K_INT16: { int16_t v; memcpy(&v, p, 2); x = v; break; }
-            case HYI_K_UINT16: { uint16_t v; memcpy(&v, p, 2); x = v; break; }
-            case HYI_K_INT32: { int32_t v; memcpy(&v, p, 4); x = v; break; }
-            case HYI_K_UINT32: { uint32_t v; memcpy(&v, p, 4); x = v; break; }
-            case HYI_K_INT64: { memcpy(&x, p, 8); break; }
-            default: {
-                uint64_t v;
-                memcpy(&v, p, 8);
-                x = v <= (uint64_t)HYI_SMI_MAX ? (int64_t)v : INT64_MIN;   /* big: the general way */
-                break;
-            }
-            }
-            if (x != INT64_MIN && hyi_smi_fits((intptr_t)x)) {
-                *result = hyi_smi((intptr_t)x);
-                return HYI_PRIM_OK;
-            }
+            /* (hyi_ffi_from_c reads the bytes before it allocates a large Integer, if any.) */
+            hyi_oop r = hyi_ffi_from_c(vm, (hyi_ffi_kind)k, hyi_bytes(t) + o, vm->nil, vm->nil);
+            if (!r) return HYI_PRIM_OOM;
+            *result = r;
+            return HYI_PRIM_OK;
         }
     }
     /* The receiver is the class of the address a #pointer read answers; other reads ignore it
