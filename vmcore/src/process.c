@@ -967,26 +967,28 @@ static hyi_run run_loop(hy_vm *vm, uint32_t until, bool worker) {
     uint32_t self = hyi_thread_self(vm);
     for (;;) {
         if (atomic_load(&s->done)) return s->main_status;
-        if (__builtin_expect(take_stop_request(vm) != 0, 0) && !vm->killing && wake_main_to_stop(vm) &&
-            !s->stop_released && hyi_thread_process_waits(vm, s->main)) {
-            /* The main process waits inside a blocking call (a receive without a timeout, say):
-             * it unwinds when the call returns, so the program's foreign resources go now, to
-             * bring back the calls waiting on them (closing a socket ends its receives). */
-            s->stop_released = true;
-            hyi_ffi_run_exit_calls(vm);
-        }
-        if (__builtin_expect(take_stop_request(vm) != 0, 0) && (vm->killing || !wake_main_to_stop(vm))) {
-            /* Killed, or nothing left to unwind: the program ends here. */
-            vm->exiting = true;
-            s->main_status = HYI_RUN_EXIT;
-            program_ends(vm);
-            wake_idle(s);
-            for (uint32_t i = 0; i < atomic_load(&s->nworkers); i++) sem_post(&s->worker_sem);
-            if (s->current) {
-                s->procs[s->current].state = HYI_PS_CALLOUT;
-                save_current(vm);
+        if (__builtin_expect(take_stop_request(vm) != 0, 0)) {
+            if (vm->killing || !wake_main_to_stop(vm)) {
+                /* Killed, or nothing left to unwind: the program ends here. */
+                vm->exiting = true;
+                s->main_status = HYI_RUN_EXIT;
+                program_ends(vm);
+                wake_idle(s);
+                for (uint32_t i = 0; i < atomic_load(&s->nworkers); i++) sem_post(&s->worker_sem);
+                if (s->current) {
+                    s->procs[s->current].state = HYI_PS_CALLOUT;
+                    save_current(vm);
+                }
+                return s->main_status;
             }
-            return s->main_status;
+            if (!s->stop_released && hyi_thread_process_waits(vm, s->main)) {
+                /* The main process waits inside a blocking call (a receive without a timeout,
+                 * say): it unwinds when the call returns, so the program's foreign resources go
+                 * now, to bring back the calls waiting on them (closing a socket ends its
+                 * receives). */
+                s->stop_released = true;
+                hyi_ffi_run_exit_calls(vm);
+            }
         }
         /* A process still installed here belongs to a thread inside a foreign call (this thread
          * got the VM from that call's release): keep it out of the way until the call returns. */
