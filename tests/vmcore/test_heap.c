@@ -83,6 +83,31 @@ static void test_alloc_zeroes_bytes_and_fills_slots_with_nil(void **state) {
     bare_vm_free(vm);
 }
 
+/* A byte object to fill keeps its first bytes as the memory had them and zeroes the rest, in
+ * memory a dead object left dirty (eden is reused from its start after a scavenge), young or old. */
+static void test_bytes_to_fill_zero_only_past_the_bytes_to_fill(void **state) {
+    (void)state;
+    hy_vm *vm = bare_vm(0, 0);
+    hyi_oop dirty = hyi_heap_alloc(vm, 0, HYI_FMT_BYTES, 40);
+    memset(hyi_bytes(dirty), 0xAB, 40);
+    hyi_gc_scavenge(vm);
+    hyi_oop b = hyi_heap_alloc_bytes_to_fill(vm, 0, 21, 5);
+    assert_true(b == dirty);   /* the same memory */
+    assert_int_equal(hyi_fmt(b), HYI_FMT_BYTES);
+    assert_int_equal(hyi_size(b), 21);
+    for (uint32_t i = 0; i < 5; i++) assert_int_equal(hyi_bytes(b)[i], 0xAB);
+    for (uint32_t i = 5; i < hyi_obj_bytes(b) - sizeof(hyi_obj); i++) assert_int_equal(hyi_bytes(b)[i], 0);
+    /* A fill larger than the object is the whole object; a large one is old and the same. */
+    hyi_oop c = hyi_heap_alloc_bytes_to_fill(vm, 0, 3, 9);
+    assert_int_equal(hyi_size(c), 3);
+    assert_int_equal(hyi_bytes(c)[3], 0);
+    hyi_oop big = hyi_heap_alloc_bytes_to_fill(vm, 0, 1u << 20, 1u << 19);
+    assert_true(big != 0 && !is_young(vm, big));
+    for (uint32_t i = 1u << 19; i <= 1u << 20; i++)
+        if (hyi_bytes(big)[i] != 0) fail_msg("byte %u of the old object is %u", i, hyi_bytes(big)[i]);
+    bare_vm_free(vm);
+}
+
 static void test_identity_hashes_are_nonzero_varied_and_stable(void **state) {
     (void)state;
     hy_vm *vm = bare_vm(0, 0);
@@ -581,6 +606,7 @@ static void test_impossible_sizes_fail_without_crashing(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alloc_zeroes_bytes_and_fills_slots_with_nil),
+        cmocka_unit_test(test_bytes_to_fill_zero_only_past_the_bytes_to_fill),
         cmocka_unit_test(test_identity_hashes_are_nonzero_varied_and_stable),
         cmocka_unit_test(test_large_object_is_allocated_old_and_still_traced),
         cmocka_unit_test(test_eden_exhaustion_scavenges_automatically),

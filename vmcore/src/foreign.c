@@ -674,7 +674,7 @@ static hyi_oop new_struct(hy_vm *vm, const void *src, hyi_oop decl) {
     hyi_oop data = 0, o = 0;
     HYI_ROOT(vm, &decl);
     HYI_ROOT(vm, &data);
-    data = hyi_heap_alloc(vm, vm->cls.bytearray, HYI_FMT_BYTES, size);
+    data = hyi_heap_alloc_bytes_to_fill(vm, vm->cls.bytearray, size, size);
     if (data) {
         memcpy(hyi_bytes(data), src, size);
         hyi_oop cls = hyi_slots(decl)[HYI_ST_CLASS];

@@ -130,8 +130,9 @@ static size_t object_bytes(hyi_format fmt, uint32_t size) {
 
 /* Header and payload of a fresh object at p: zeroed, pointer slots nil. The header is built in
  * registers and stored whole (a bit-field update of memory just cleared would stall). */
+/* keep: bytes at the start of a byte object's body left as they are, for the caller to write. */
 static hyi_oop init_object(hy_vm *vm, uint8_t *p, size_t bytes, hyi_oop cls, hyi_format fmt,
-                           uint32_t size, bool old) {
+                           uint32_t size, bool old, size_t keep) {
     hyi_obj hd = { .cls = cls, .size = size, .format = fmt, .old = old, .hash = next_hash(&vm->heap) };
     *(hyi_obj *)p = hd;
     hyi_oop oop = (hyi_oop)p;
@@ -139,7 +140,7 @@ static hyi_oop init_object(hy_vm *vm, uint8_t *p, size_t bytes, hyi_oop cls, hyi
         hyi_oop *s = hyi_slots(oop), nil = vm->nil;
         for (uint32_t i = 0; i < size; i++) s[i] = nil;
     } else {
-        memset(p + sizeof(hyi_obj), 0, bytes - sizeof(hyi_obj));
+        memset(p + sizeof(hyi_obj) + keep, 0, bytes - sizeof(hyi_obj) - keep);
         if (fmt == HYI_FMT_METHOD && bytes >= sizeof(hyi_obj) + HYI_METHOD_OOPS * sizeof(hyi_oop))
             for (uint32_t i = 0; i < HYI_METHOD_OOPS; i++) hyi_slots(oop)[i] = vm->nil;
     }
@@ -309,7 +310,8 @@ static bool stress_due(struct hyi_old_space *os) {
     return true;
 }
 
-static hyi_oop alloc_old_checked(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size, bool remember) {
+static hyi_oop alloc_old_checked(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size, bool remember,
+                                 size_t keep) {
     hyi_heap *h = &vm->heap;
     struct hyi_old_space *os = h->old;
     size_t bytes = object_bytes(fmt, size);
@@ -324,30 +326,30 @@ static hyi_oop alloc_old_checked(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_
     uint8_t *p = old_raw_alloc(h, bytes);
     if (!p) return 0;
     os->in_use += bytes;
-    hyi_oop o = init_object(vm, p, bytes, cls, fmt, size, true);
+    hyi_oop o = init_object(vm, p, bytes, cls, fmt, size, true, keep);
     if (remember) hyi_heap_remember(vm, o);
     set_eden_limit(h);
     return o;
 }
 
 hyi_oop hyi_heap_alloc_old(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size) {
-    return alloc_old_checked(vm, cls, fmt, size, false);
+    return alloc_old_checked(vm, cls, fmt, size, false, 0);
 }
 
-hyi_oop hyi_heap_alloc(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size) {
+static hyi_oop alloc(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size, size_t keep) {
     hyi_heap *h = &vm->heap;
     size_t bytes = object_bytes(fmt, size);
     if (!bytes) return 0;
     if (bytes > HEAP_YOUNG_MAX || bytes > h->eden_size / 4) {
         /* Callers may fill a "young" object without the write barrier: remember it so the
          * next scavenge scans it anyway. */
-        return alloc_old_checked(vm, cls, fmt, size, true);
+        return alloc_old_checked(vm, cls, fmt, size, true, keep);
     }
     if (!h->stress && (size_t)(h->eden_hi - h->eden_top) >= bytes) {
         uint8_t *p = h->eden_top;
         h->eden_top += bytes;
         h->stats.young_bytes += bytes;
-        return init_object(vm, p, bytes, cls, fmt, size, false);
+        return init_object(vm, p, bytes, cls, fmt, size, false, keep);
     }
     /* Slow path: collect until the object fits, or give up at the limit. */
     uint64_t fulls = h->stats.full_gcs;
@@ -364,7 +366,13 @@ hyi_oop hyi_heap_alloc(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size) {
     uint8_t *p = h->eden_top;
     h->eden_top += bytes;
     h->stats.young_bytes += bytes;
-    return init_object(vm, p, bytes, cls, fmt, size, false);
+    return init_object(vm, p, bytes, cls, fmt, size, false, keep);
+}
+
+hyi_oop hyi_heap_alloc(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size) { return alloc(vm, cls, fmt, size, 0); }
+
+hyi_oop hyi_heap_alloc_bytes_to_fill(hy_vm *vm, hyi_oop cls, uint32_t size, uint32_t fill) {
+    return alloc(vm, cls, HYI_FMT_BYTES, size, fill <= size ? fill : size);
 }
 
 /* ---- Remembered set ------------------------------------------------------------------------ */

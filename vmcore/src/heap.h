@@ -73,7 +73,13 @@ void hyi_heap_fini(hy_vm *vm);
  * holds in a C variable must be rooted. Returns 0 when the heap limit is reached. */
 hyi_oop hyi_heap_alloc(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size);
 
-/* The same, directly in old space (never moves). For compiler output and long-lived data. */
+/* A byte object (HYI_FMT_BYTES) of size bytes whose first fill bytes are left unwritten, for
+ * the caller to write before anything else allocates (the rest is zeroed): for a copy of
+ * bytes from elsewhere, which need not be zeroed first. */
+hyi_oop hyi_heap_alloc_bytes_to_fill(hy_vm *vm, hyi_oop cls, uint32_t size, uint32_t fill);
+
+/* The same as hyi_heap_alloc, directly in old space (never moves). For compiler output and
+ * long-lived data. */
 hyi_oop hyi_heap_alloc_old(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size);
 
 /* Make *ref (a heap object) pinned: it will never move again. A young object is first moved

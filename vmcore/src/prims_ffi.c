@@ -348,7 +348,7 @@ static hyi_prim_status read_string(hy_vm *vm, hyi_oop *target, hyi_oop off, hyi_
     if (len == avail && avail != SIZE_MAX && hyi_fmt(*target) != HYI_FMT_BYTES)
         return hyi_prim_fail(vm, "stringAt: no NUL before the end of the known size");
     if (len > UINT32_MAX / 2) return hyi_prim_fail(vm, "stringAt: the string is too long");
-    hyi_oop s = hyi_heap_alloc(vm, vm->cls.string, HYI_FMT_BYTES, (uint32_t)len);
+    hyi_oop s = hyi_heap_alloc_bytes_to_fill(vm, vm->cls.string, (uint32_t)len, (uint32_t)len);
     if (!s) return HYI_PRIM_OOM;
     /* The allocation may have moved a ByteArray target: locate the bytes again. */
     if (!locate(vm, *target, off, len, false, &p, why, sizeof why)) return hyi_prim_fail(vm, "stringAt: %s", why);
@@ -517,7 +517,7 @@ static hyi_prim_status ea_class_bytes(hy_vm *vm, hyi_oop *args, uint32_t nargs, 
      * source, whose address may be 0 (as the body of an empty nng message may be). */
     if (n > 0 && !locate(vm, args[2], args[3], n, false, &src, why, sizeof why))
         return hyi_prim_fail(vm, "bytes: the source: %s", why);
-    hyi_oop b = hyi_heap_alloc(vm, vm->cls.bytearray, HYI_FMT_BYTES, (uint32_t)(n + (size_t)extra));
+    hyi_oop b = hyi_heap_alloc_bytes_to_fill(vm, vm->cls.bytearray, (uint32_t)(n + (size_t)extra), (uint32_t)n);
     if (!b) return HYI_PRIM_OOM;
     if (n > 0) {
         if (!locate(vm, args[2], args[3], n, false, &src, why, sizeof why)) return hyi_prim_fail(vm, "bytes: the source: %s", why);

@@ -40,7 +40,7 @@ static hyi_prim_status bad_arg(hy_vm *vm, const char *sel, const char *what, con
 /* A new String holding bytes [from, from + len) of the string args[0] (bounds checked by
  * the caller). */
 static hyi_prim_status substring(hy_vm *vm, hyi_oop *args, size_t from, size_t len, hyi_oop *result) {
-    hyi_oop s = hyi_heap_alloc(vm, vm->cls.string, HYI_FMT_BYTES, (uint32_t)len);
+    hyi_oop s = hyi_heap_alloc_bytes_to_fill(vm, vm->cls.string, (uint32_t)len, (uint32_t)len);
     if (!s) return HYI_PRIM_OOM;
     if (len) memcpy(hyi_bytes(s), hyi_bytes(args[0]) + from, len);
     *result = s;
@@ -55,7 +55,7 @@ static hyi_prim_status str_concatenate(hy_vm *vm, hyi_oop *args, uint32_t nargs,
     if (!is_string(vm, args[1])) return bad_arg(vm, "concatenate:", "the argument", "a String", args[1]);
     uint64_t la = hyi_size(args[0]), lb = hyi_size(args[1]);
     if (la + lb > UINT32_MAX - 16) return hyi_prim_fail(vm, "String>>concatenate: the result would be too long");
-    hyi_oop s = hyi_heap_alloc(vm, vm->cls.string, HYI_FMT_BYTES, (uint32_t)(la + lb));
+    hyi_oop s = hyi_heap_alloc_bytes_to_fill(vm, vm->cls.string, (uint32_t)(la + lb), (uint32_t)(la + lb));
     if (!s) return HYI_PRIM_OOM;
     memcpy(hyi_bytes(s), hyi_bytes(args[0]), la);
     memcpy(hyi_bytes(s) + la, hyi_bytes(args[1]), lb);

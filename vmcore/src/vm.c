@@ -184,7 +184,7 @@ hyi_oop hyi_symbol(hy_vm *vm, const char *chars, size_t len) {
 
 hyi_oop hyi_string_new(hy_vm *vm, const char *chars, size_t len) {
     if (len > UINT32_MAX - 16) return 0;
-    hyi_oop s = hyi_heap_alloc(vm, vm->cls.string, HYI_FMT_BYTES, (uint32_t)len);
+    hyi_oop s = hyi_heap_alloc_bytes_to_fill(vm, vm->cls.string, (uint32_t)len, (uint32_t)len);
     if (s && len) memcpy(hyi_bytes(s), chars, len);
     return s;
 }
