@@ -79,7 +79,8 @@ const char *hyi_ffi_describe(hy_vm *vm, hyi_oop o, char *buf, size_t n);
 #define HYI_FFI_SCRATCH 512   /* bytes of arguments and result a call keeps on the C stack */
 #define HYI_FFI_COPY_MAX 65536 /* a young byte object passed by address up to this size is copied
                                   (every young one: bigger objects are allocated old) */
-#define HYI_FFI_COPY_STACK 1024 /* bytes of such copies a call keeps on the C stack */
+#define HYI_FFI_COPY_STACK 8192 /* bytes of such copies a call keeps on the C stack (a message of
+                                  4 KiB sent through nng is copied there, not into malloc'd memory) */
 
 typedef struct hyi_ffi_slot {
     uint8_t kind;      /* hyi_ffi_kind */
