@@ -277,12 +277,14 @@ static hyi_prim_status class_methods(hy_vm *vm, hyi_oop *args, uint32_t nargs, h
 /* Why instances of cls cannot be made with new (NULL when they can). Classes, blocks,
  * methods and numbers have layouts only the VM may create. */
 static const char *cannot_instantiate(hy_vm *vm, hyi_oop cls) {
-    if (class_inherits(vm, cls, vm->cls.klass)) return "classes are made by compiling class files";
-    if (class_inherits(vm, cls, vm->cls.block)) return "blocks are made by evaluating block literals";
-    if (class_inherits(vm, cls, vm->cls.method) || class_inherits(vm, cls, vm->cls.primitive))
-        return "methods are made by the compiler";
-    if (class_inherits(vm, cls, vm->cls.integer)) return "Integers are made by arithmetic and literals";
-    if (class_inherits(vm, cls, vm->cls.symbol)) return "Symbols are made by asSymbol";
+    /* One walk up the chain (every new: and new takes it): no chain holds two of these. */
+    for (hyi_oop c = cls; hyi_is_ptr(c) && c != vm->nil; c = hyi_slots(c)[HYI_CLASS_SUPERCLASS]) {
+        if (c == vm->cls.klass) return "classes are made by compiling class files";
+        if (c == vm->cls.block) return "blocks are made by evaluating block literals";
+        if (c == vm->cls.method || c == vm->cls.primitive) return "methods are made by the compiler";
+        if (c == vm->cls.integer) return "Integers are made by arithmetic and literals";
+        if (c == vm->cls.symbol) return "Symbols are made by asSymbol";
+    }
     switch (hyi_instspec_format(hyi_slots(cls)[HYI_CLASS_INSTSPEC])) {
     case HYI_FMT_SLOTS: case HYI_FMT_INDEXED: case HYI_FMT_BYTES: case HYI_FMT_DOUBLE: return NULL;
     default: return "its instances are made by the VM";
