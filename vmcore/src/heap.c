@@ -128,9 +128,9 @@ static size_t object_bytes(hyi_format fmt, uint32_t size) {
     return sizeof(hyi_obj) + payload;
 }
 
-/* Header and payload of a fresh object at p: zeroed, pointer slots nil. The header is built in
- * registers and stored whole (a bit-field update of memory just cleared would stall). */
-/* keep: bytes at the start of a byte object's body left as they are, for the caller to write. */
+/* Header and payload of a fresh object at p: zeroed, pointer slots nil, but for the first keep
+ * bytes of a byte object's body, left as they are for the caller to write. The header is built
+ * in registers and stored whole (a bit-field update of memory just cleared would stall). */
 static hyi_oop init_object(hy_vm *vm, uint8_t *p, size_t bytes, hyi_oop cls, hyi_format fmt,
                            uint32_t size, bool old, size_t keep) {
     hyi_obj hd = { .cls = cls, .size = size, .format = fmt, .old = old, .hash = next_hash(&vm->heap) };
@@ -369,7 +369,9 @@ static hyi_oop alloc(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size, size
     return init_object(vm, p, bytes, cls, fmt, size, false, keep);
 }
 
-hyi_oop hyi_heap_alloc(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size) { return alloc(vm, cls, fmt, size, 0); }
+hyi_oop hyi_heap_alloc(hy_vm *vm, hyi_oop cls, hyi_format fmt, uint32_t size) {
+    return alloc(vm, cls, fmt, size, 0);
+}
 
 hyi_oop hyi_heap_alloc_bytes_to_fill(hy_vm *vm, hyi_oop cls, uint32_t size, uint32_t fill) {
     return alloc(vm, cls, HYI_FMT_BYTES, size, fill <= size ? fill : size);
