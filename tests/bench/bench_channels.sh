@@ -9,12 +9,14 @@
 # medians over the blocks of each side and the medians of the per-block ratios Hydra/C
 # (latency: lower is better; throughput: higher is better).
 #
-# usage: tests/bench/bench_channels.sh [BUILD_DIR [BLOCKS [N]]]    (from the source root)
-#   a block: 100 + N round trips, then 10 N one-way messages.
+# usage: tests/bench/bench_channels.sh [BUILD_DIR [BLOCKS [N [M]]]]    (from the source root)
+#   a block: 100 + N round trips, then M one-way messages (see bench_channels.c for why M is
+#   tens of thousands).
 set -eu
 build=${1:-build}
-blocks=${2:-201}
+blocks=${2:-101}
 n=${3:-300}
+m=${4:-30000}
 hydra="$build/host/hydra"
 raw="$build/tests/bench_channels"
 cp=images/core:channels:tests/bench
@@ -31,15 +33,15 @@ measure() {   # transport size
     control="ipc://$out/control-$port"
     case "$1" in
     inproc) "$hydra" run --no-prefix --cp "$cp" ChannelBench serve "inproc://bench-$port" \
-                + ChannelBench client "inproc://bench-$port" "$2" "$n" "$control" & pids="$!"
+                + ChannelBench client "inproc://bench-$port" "$2" "$n" "$m" "$control" & pids="$!"
             url="inproc://c-bench-$port" ;;
     tcp)    "$raw" serve "tcp://127.0.0.1:$port" & pids="$!"
             "$hydra" run --cp "$cp" ChannelBench serve "tcp://127.0.0.1:$((port + 1))" & pids="$pids $!"
-            "$hydra" run --cp "$cp" ChannelBench client "tcp://127.0.0.1:$((port + 1))" "$2" "$n" "$control" &
+            "$hydra" run --cp "$cp" ChannelBench client "tcp://127.0.0.1:$((port + 1))" "$2" "$n" "$m" "$control" &
             pids="$pids $!"
             url="tcp://127.0.0.1:$port" ;;
     esac
-    "$raw" duel "$url" "$control" "$2" "$n" "$blocks" >"$out/line"
+    "$raw" duel "$url" "$control" "$2" "$n" "$m" "$blocks" >"$out/line"
     for pid in $pids; do wait "$pid"; done
     pids=
 }
@@ -52,4 +54,4 @@ for transport in inproc tcp; do
             printf "%-7s %6s | %10.1f %10.1f %6.2f | %12.0f %12.0f %6.2f\n", t, s, $2, $4, $6, $8, $10, $12 }' "$out/line"
     done
 done
-echo "(latency target: Hydra/C <= 1.2; throughput target: Hydra/C >= 0.8; $blocks blocks of N=$n)"
+echo "(latency target: Hydra/C <= 1.2; throughput target: Hydra/C >= 0.8; $blocks blocks of N=$n, M=$m)"
